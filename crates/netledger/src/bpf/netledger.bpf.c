@@ -1,0 +1,321 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * netledger data path: count every frame the hook sees, per flow, exactly.
+ *
+ * Everything (length, time, key) is computed before the flow's lock is
+ * taken; the locked region holds only the additions. The frame is never
+ * modified and its fate never changed: the program always returns XDP_PASS.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "netledger.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Written by the loader before load; the verifier prunes the other modes. */
+const volatile struct nl_config nl_cfg = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	/*
+	 * Not preallocated: an element is never recycled under a program that
+	 * still holds a pointer to it, so a stale pointer cannot add to another key.
+	 */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct nl_flow_key);
+	__type(value, struct nl_counter);
+} nl_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nl_stats);
+} nl_stats SEC(".maps");
+
+#define compiler_barrier() asm volatile("" ::: "memory")
+
+#define ETH_P_8021AD_ 0x88A8
+#define IPPROTO_ICMPV6_ 58
+#define IPV6_HOPOPTS 0
+#define IPV6_ROUTING 43
+#define IPV6_FRAGMENT 44
+#define IPV6_DSTOPTS 60
+
+struct vlan_tag {
+	__be16 tci;
+	__be16 proto;
+};
+
+/* Fill ports or ICMP type/code from the L4 header at l4. */
+static __always_inline __u32 parse_l4(void *l4, void *end, __u8 proto, struct nl_flow_key *key)
+{
+	__u8 *p = l4;
+
+	switch (proto) {
+	case IPPROTO_TCP:
+		if (l4 + 20 > end)
+			return NL_BUCKET_MALFORMED;
+		break;
+	case IPPROTO_UDP:
+	case IPPROTO_UDPLITE:
+		if (l4 + 8 > end)
+			return NL_BUCKET_MALFORMED;
+		break;
+	case IPPROTO_SCTP:
+		if (l4 + 12 > end)
+			return NL_BUCKET_MALFORMED;
+		break;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6_:
+		if (l4 + 8 > end)
+			return NL_BUCKET_MALFORMED;
+		key->sport = p[0];
+		key->dport = p[1];
+		key->flags |= NL_KEY_F_ICMP;
+		return NL_BUCKET_COUNTED;
+	default:
+		return NL_BUCKET_COUNTED;
+	}
+	key->sport = ((__u16)p[0] << 8) | p[1];
+	key->dport = ((__u16)p[2] << 8) | p[3];
+	key->flags |= NL_KEY_F_PORTS;
+	return NL_BUCKET_COUNTED;
+}
+
+static __always_inline __u32 parse_ipv4(void *pos, void *end, __u64 l3_len, struct nl_flow_key *key)
+{
+	struct iphdr *ip = pos;
+	__u32 hlen;
+
+	if ((void *)(ip + 1) > end)
+		return NL_BUCKET_MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return NL_BUCKET_MALFORMED;
+	hlen = ip->ihl * 4;
+	if (pos + hlen > end)
+		return NL_BUCKET_MALFORMED;
+	/* Shorter than it says it is (trailing padding is fine). */
+	if (bpf_ntohs(ip->tot_len) < hlen || bpf_ntohs(ip->tot_len) > l3_len)
+		return NL_BUCKET_MALFORMED;
+
+	key->family = 4;
+	__builtin_memcpy(key->src, &ip->saddr, 4);
+	__builtin_memcpy(key->dst, &ip->daddr, 4);
+	key->proto = ip->protocol;
+
+	/* Only the first fragment carries the L4 header. */
+	if (ip->frag_off & bpf_htons(0x1fff)) {
+		key->flags |= NL_KEY_F_FRAGMENT;
+		return NL_BUCKET_COUNTED;
+	}
+	return parse_l4(pos + hlen, end, ip->protocol, key);
+}
+
+static __always_inline __u32 parse_ipv6(void *pos, void *end, __u64 l3_len, struct nl_flow_key *key)
+{
+	struct ipv6hdr *ip6 = pos;
+	__u8 nexthdr;
+	int i;
+
+	if ((void *)(ip6 + 1) > end)
+		return NL_BUCKET_MALFORMED;
+	if (ip6->version != 6)
+		return NL_BUCKET_MALFORMED;
+	/* A zero payload length is a jumbogram; otherwise it must fit. */
+	if (ip6->payload_len && sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > l3_len)
+		return NL_BUCKET_MALFORMED;
+
+	key->family = 6;
+	__builtin_memcpy(key->src, &ip6->saddr, 16);
+	__builtin_memcpy(key->dst, &ip6->daddr, 16);
+	nexthdr = ip6->nexthdr;
+	pos = ip6 + 1;
+
+	for (i = 0; i < NL_MAX_IPV6_EXT; i++) {
+		__u8 *h = pos;
+
+		switch (nexthdr) {
+		case IPV6_HOPOPTS:
+		case IPV6_ROUTING:
+		case IPV6_DSTOPTS:
+			if (pos + 8 > end)
+				return NL_BUCKET_MALFORMED;
+			nexthdr = h[0];
+			pos += ((__u32)h[1] + 1) * 8;
+			continue;
+		case IPV6_FRAGMENT:
+			if (pos + 8 > end)
+				return NL_BUCKET_MALFORMED;
+			nexthdr = h[0];
+			/* Fragment offset: the upper 13 bits of bytes 2-3. */
+			if ((((__u16)h[2] << 8) | h[3]) & 0xfff8) {
+				key->proto = nexthdr;
+				key->flags |= NL_KEY_F_FRAGMENT;
+				return NL_BUCKET_COUNTED;
+			}
+			pos += 8;
+			continue;
+		default:
+			key->proto = nexthdr;
+			return parse_l4(pos, end, nexthdr, key);
+		}
+	}
+	/* The chain is longer than the bounded walk. */
+	return NL_BUCKET_MALFORMED;
+}
+
+/* Parse the frame into key; return the bucket it belongs to. */
+static __always_inline __u32 parse_frame(void *data, void *end, __u64 len, struct nl_flow_key *key)
+{
+	struct ethhdr *eth = data;
+	void *pos = eth + 1;
+	__u64 l3_off, l3_len;
+	__u16 proto;
+	int i;
+
+	if (pos > end)
+		return NL_BUCKET_MALFORMED;
+	proto = eth->h_proto;
+
+	for (i = 0; i < 2; i++) {
+		struct vlan_tag *tag = pos;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD_))
+			break;
+		if ((void *)(tag + 1) > end)
+			return NL_BUCKET_MALFORMED;
+		if (i == 0 && nl_cfg.vlan) {
+			key->vlan = bpf_ntohs(tag->tci) & 0x0fff;
+			key->flags |= NL_KEY_F_VLAN;
+		}
+		proto = tag->proto;
+		pos = tag + 1;
+	}
+
+	/*
+	 * Bytes from the L3 header to the end of the frame, from scalars only:
+	 * the verifier refuses arithmetic that mixes a length with packet pointers.
+	 */
+	l3_off = sizeof(*eth) + i * sizeof(struct vlan_tag);
+	l3_len = len > l3_off ? len - l3_off : 0;
+	if (proto == bpf_htons(ETH_P_IP))
+		return parse_ipv4(pos, end, l3_len, key);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(pos, end, l3_len, key);
+	return NL_BUCKET_NON_IP;
+}
+
+/* Keep only the fields of the configured key mode, then aggregate prefixes. */
+static __always_inline void shape_key(struct nl_flow_key *key)
+{
+	__u32 *src = (__u32 *)key->src, *dst = (__u32 *)key->dst;
+	__u32 mode = nl_cfg.key_mode;
+
+	if (mode != NL_KEY_FIVE_TUPLE) {
+		key->proto = 0;
+		key->sport = 0;
+		key->dport = 0;
+		key->flags &= NL_KEY_F_VLAN;
+	}
+	if (mode == NL_KEY_SRC_IP)
+		__builtin_memset(key->dst, 0, sizeof(key->dst));
+	if (mode == NL_KEY_DST_IP)
+		__builtin_memset(key->src, 0, sizeof(key->src));
+
+	if (key->family == 4) {
+		src[0] &= nl_cfg.mask4;
+		dst[0] &= nl_cfg.mask4;
+	} else {
+		src[0] &= nl_cfg.mask6[0];
+		src[1] &= nl_cfg.mask6[1];
+		src[2] &= nl_cfg.mask6[2];
+		src[3] &= nl_cfg.mask6[3];
+		dst[0] &= nl_cfg.mask6[0];
+		dst[1] &= nl_cfg.mask6[1];
+		dst[2] &= nl_cfg.mask6[2];
+		dst[3] &= nl_cfg.mask6[3];
+	}
+}
+
+/* Add the frame to its flow; return the bucket it ended in. */
+static __always_inline __u32 count_flow(struct nl_flow_key *key, __u64 len, __u64 now)
+{
+	struct nl_counter *c;
+	long err;
+
+	c = bpf_map_lookup_elem(&nl_flows, key);
+	if (!c) {
+		struct nl_counter init = {
+			.packets = 1,
+			.bytes = len,
+			.first_ns = now,
+			.last_ns = now,
+		};
+
+		err = bpf_map_update_elem(&nl_flows, key, &init, BPF_NOEXIST);
+		if (!err)
+			return NL_BUCKET_COUNTED;
+		if (err != -17 /* EEXIST: another CPU inserted it first */)
+			return NL_BUCKET_MAP_FULL;
+		c = bpf_map_lookup_elem(&nl_flows, key);
+		if (!c)
+			return NL_BUCKET_MAP_FULL;
+	}
+
+	/* No helper calls while the lock is held (verifier rule). */
+	bpf_spin_lock(&c->lock);
+	c->packets += 1;
+	c->bytes += len;
+	if (!c->first_ns)
+		c->first_ns = now;
+	c->last_ns = now;
+	bpf_spin_unlock(&c->lock);
+	return NL_BUCKET_COUNTED;
+}
+
+/* Account the frame in SEEN and its bucket, between the two sequence bumps. */
+static __always_inline void account(struct nl_stats *st, __u32 bucket, __u64 len)
+{
+	*(volatile __u64 *)&st->started = st->started + 1;
+	compiler_barrier();
+	st->bucket[NL_BUCKET_SEEN].packets += 1;
+	st->bucket[NL_BUCKET_SEEN].bytes += len;
+	st->bucket[bucket].packets += 1;
+	st->bucket[bucket].bytes += len;
+	compiler_barrier();
+	*(volatile __u64 *)&st->done = st->done + 1;
+}
+
+SEC("xdp.frags")
+int nl_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	/* The whole frame, every fragment of a multi-buffer one included. */
+	__u64 len = bpf_xdp_get_buff_len(ctx);
+	struct nl_flow_key key = {};
+	struct nl_stats *st;
+	__u32 zero = 0, bucket;
+
+	st = bpf_map_lookup_elem(&nl_stats, &zero);
+	if (!st)
+		return XDP_PASS;
+
+	bucket = parse_frame(data, end, len, &key);
+	if (bucket == NL_BUCKET_COUNTED) {
+		shape_key(&key);
+		bucket = count_flow(&key, len, bpf_ktime_get_coarse_ns());
+	}
+	if (bucket >= NL_NR_BUCKETS)
+		return XDP_PASS;
+	account(st, bucket, len);
+	return XDP_PASS;
+}

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one definition of everything the netledger BPF programs and the Rust
+ * library share: keys, counter values, conservation buckets and load-time
+ * configuration. Rust sees these through the skeleton's BTF-generated types.
+ */
+#ifndef NETLEDGER_H
+#define NETLEDGER_H
+
+/* What a flow key is made of; chosen at load time (nl_config.key_mode). */
+enum nl_key_mode {
+	NL_KEY_SRC_IP = 0,
+	NL_KEY_DST_IP = 1,
+	NL_KEY_IP_PAIR = 2,
+	NL_KEY_FIVE_TUPLE = 3,
+};
+
+/*
+ * Conservation buckets. Every packet the hook sees is added to SEEN and to
+ * exactly one of the others, so SEEN == COUNTED + NON_IP + MALFORMED + MAP_FULL.
+ */
+enum nl_bucket {
+	NL_BUCKET_SEEN = 0,
+	NL_BUCKET_COUNTED = 1,	 /* added to its flow key */
+	NL_BUCKET_NON_IP = 2,	 /* ethertype other than IPv4/IPv6 (ARP, LLDP, 3+ VLAN tags) */
+	NL_BUCKET_MALFORMED = 3, /* truncated or inconsistent headers */
+	NL_BUCKET_MAP_FULL = 4,	 /* a new key found the flow map full */
+	NL_NR_BUCKETS = 5,
+};
+
+/* nl_flow_key.flags */
+enum nl_key_flags {
+	NL_KEY_F_PORTS = 1,    /* sport/dport hold TCP/UDP/SCTP ports */
+	NL_KEY_F_ICMP = 2,     /* sport holds the ICMP type, dport the code */
+	NL_KEY_F_VLAN = 4,     /* vlan holds the outer VLAN id (only with vlan keys) */
+	NL_KEY_F_FRAGMENT = 8, /* a non-first IP fragment: no L4 header */
+};
+
+/* Bound on the IPv6 extension header walk; a longer chain is malformed. */
+#define NL_MAX_IPV6_EXT 8
+
+/*
+ * A flow key. Fields outside the key mode stay zero. Addresses are in
+ * network byte order (IPv4 in the first four bytes), ports in host order.
+ */
+struct nl_flow_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+	__u16 vlan;
+	__u8 family; /* 4 or 6 */
+	__u8 proto;  /* IP protocol (zero in the address-only modes) */
+	__u8 flags;  /* enum nl_key_flags */
+	__u8 pad[3];
+};
+
+/*
+ * A flow's counters. The data path changes packets, bytes and the times
+ * together while holding lock; userspace copies them with BPF_F_LOCK, which
+ * takes the same lock, so packets and bytes always come from one instant.
+ */
+struct nl_counter {
+	struct bpf_spin_lock lock;
+	__u32 state; /* reserved for eviction */
+	__u64 packets;
+	__u64 bytes;
+	__u64 first_ns; /* coarse CLOCK_MONOTONIC of the first packet */
+	__u64 last_ns;	/* and of the latest */
+};
+
+struct nl_count {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/*
+ * Per-CPU conservation counters. The data path bumps `started`, adds to the
+ * buckets, then bumps `done`. The syscall copies a per-CPU value forward in
+ * longs, so it reads `done` first and `started` last: a copy with
+ * done == started holds no half-accounted packet.
+ */
+struct nl_stats {
+	__u64 done;
+	struct nl_count bucket[NL_NR_BUCKETS];
+	__u64 started;
+};
+
+/* Load-time configuration, a `const volatile` global of the data path. */
+struct nl_config {
+	__u32 key_mode; /* enum nl_key_mode */
+	__u32 vlan;	/* non-zero: the outer VLAN id is part of the key */
+	__u32 mask4;	/* IPv4 prefix mask, network byte order */
+	__u32 mask6[4]; /* IPv6 prefix mask, network byte order */
+};
+
+#endif /* NETLEDGER_H */

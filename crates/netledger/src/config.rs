@@ -1,0 +1,236 @@
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::types::nl_config;
+
+/// What a flow key is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum KeyMode {
+    SrcIp,
+    DstIp,
+    IpPair,
+    #[default]
+    FiveTuple,
+}
+
+impl KeyMode {
+    pub const ALL: [KeyMode; 4] = [Self::SrcIp, Self::DstIp, Self::IpPair, Self::FiveTuple];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SrcIp => "src-ip",
+            Self::DstIp => "dst-ip",
+            Self::IpPair => "ip-pair",
+            Self::FiveTuple => "five-tuple",
+        }
+    }
+
+    /// The value of `enum nl_key_mode`.
+    fn raw(self) -> u32 {
+        match self {
+            Self::SrcIp => 0,
+            Self::DstIp => 1,
+            Self::IpPair => 2,
+            Self::FiveTuple => 3,
+        }
+    }
+
+    pub fn has_src(self) -> bool {
+        self != Self::DstIp
+    }
+
+    pub fn has_dst(self) -> bool {
+        self != Self::SrcIp
+    }
+}
+
+impl fmt::Display for KeyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for KeyMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| Error::InvalidConfig {
+                what: "key mode",
+                value: s.to_string(),
+                expected: "src-ip, dst-ip, ip-pair or five-tuple",
+            })
+    }
+}
+
+/// How the XDP program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// Native if the driver supports it, generic otherwise.
+    #[default]
+    Auto,
+    /// In the driver; fails if the driver has no XDP support.
+    Native,
+    /// On the generic (skb) path; works on every interface, slower.
+    Generic,
+}
+
+impl XdpMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Generic => "generic",
+        }
+    }
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for XdpMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "native" => Ok(Self::Native),
+            "generic" => Ok(Self::Generic),
+            _ => Err(Error::InvalidConfig {
+                what: "XDP mode",
+                value: s.to_string(),
+                expected: "auto, native or generic",
+            }),
+        }
+    }
+}
+
+/// Everything fixed at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerConfig {
+    pub key_mode: KeyMode,
+    /// Make the outer VLAN id part of the key.
+    pub vlan: bool,
+    /// Aggregate IPv4 addresses to this prefix length (1..=32).
+    pub prefix4: Option<u8>,
+    /// Aggregate IPv6 addresses to this prefix length (1..=128).
+    pub prefix6: Option<u8>,
+    /// Capacity of the flow map; packets of new keys beyond it land in `map_full`.
+    pub max_flows: u32,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            key_mode: KeyMode::FiveTuple,
+            vlan: false,
+            prefix4: None,
+            prefix6: None,
+            max_flows: 65536,
+        }
+    }
+}
+
+impl LedgerConfig {
+    pub fn validate(&self) -> Result<()> {
+        if let Some(p) = self.prefix4 {
+            if !(1..=32).contains(&p) {
+                return Err(Error::InvalidConfig {
+                    what: "--prefix4",
+                    value: p.to_string(),
+                    expected: "a prefix length from 1 to 32",
+                });
+            }
+        }
+        if let Some(p) = self.prefix6 {
+            if !(1..=128).contains(&p) {
+                return Err(Error::InvalidConfig {
+                    what: "--prefix6",
+                    value: p.to_string(),
+                    expected: "a prefix length from 1 to 128",
+                });
+            }
+        }
+        if self.max_flows == 0 {
+            return Err(Error::InvalidConfig {
+                what: "flow map size",
+                value: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        Ok(())
+    }
+
+    /// The `nl_config` the data path reads; masks in network byte order.
+    pub(crate) fn to_raw(&self) -> nl_config {
+        let mask6 = prefix_mask(self.prefix6.unwrap_or(128), 128).to_be_bytes();
+        let word = |i: usize| u32::from_ne_bytes(mask6[i * 4..i * 4 + 4].try_into().unwrap());
+        nl_config {
+            key_mode: self.key_mode.raw(),
+            vlan: self.vlan as u32,
+            mask4: u32::from_ne_bytes(
+                (prefix_mask(self.prefix4.unwrap_or(32), 32) as u32).to_be_bytes(),
+            ),
+            mask6: [word(0), word(1), word(2), word(3)],
+        }
+    }
+}
+
+/// The mask of a `len`-bit prefix in a `bits`-bit address, as a number.
+fn prefix_mask(len: u8, bits: u32) -> u128 {
+    let len = u32::from(len).min(bits);
+    let all = if bits == 128 {
+        u128::MAX
+    } else {
+        (1u128 << bits) - 1
+    };
+    if len == 0 {
+        0
+    } else {
+        (all << (bits - len)) & all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_are_network_order() {
+        let cfg = LedgerConfig {
+            prefix4: Some(24),
+            prefix6: Some(64),
+            ..Default::default()
+        };
+        let raw = cfg.to_raw();
+        assert_eq!(raw.mask4.to_ne_bytes(), [255, 255, 255, 0]);
+        assert_eq!(raw.mask6[0].to_ne_bytes(), [255; 4]);
+        assert_eq!(raw.mask6[1].to_ne_bytes(), [255; 4]);
+        assert_eq!(raw.mask6[2], 0);
+        assert_eq!(raw.mask6[3], 0);
+        let full = LedgerConfig::default().to_raw();
+        assert_eq!(full.mask4, u32::MAX);
+        assert_eq!(full.mask6, [u32::MAX; 4]);
+    }
+
+    #[test]
+    fn bad_prefixes_are_refused() {
+        for (p4, p6) in [
+            (Some(0), None),
+            (Some(33), None),
+            (None, Some(129)),
+            (None, Some(0)),
+        ] {
+            let cfg = LedgerConfig {
+                prefix4: p4,
+                prefix6: p6,
+                ..Default::default()
+            };
+            assert!(cfg.validate().is_err(), "{p4:?} {p6:?}");
+        }
+    }
+}

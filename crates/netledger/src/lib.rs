@@ -1,0 +1,61 @@
+//! netledger: exact per-flow packet and byte accounting with eBPF.
+//!
+//! The library owns every BPF program and map. [`Ledger`] loads the data
+//! path with a [`LedgerConfig`], attaches it to an interface
+//! ([`Ledger::attach_xdp`]), and reads coherent [`Snapshot`]s: every flow's
+//! packets and bytes copied under the flow's own lock, and the conservation
+//! buckets read without a half-accounted packet. Two snapshots give an
+//! [`Interval`] of deltas.
+
+mod config;
+mod error;
+mod key;
+mod ledger;
+mod snapshot;
+mod sys;
+
+pub mod netns;
+
+pub use config::{KeyMode, LedgerConfig, XdpMode};
+pub use error::{Error, Result};
+pub use key::{FlowKey, L4};
+pub use ledger::{
+    preflight, xdp_program_id, Attachment, EmptyProgram, Ledger, ReadMode, TestRun, KERNEL_BTF,
+};
+pub use snapshot::{Bucket, Buckets, Count, Interval, Snapshot};
+
+/// The types shared with the BPF programs, generated from `src/bpf/netledger.h`.
+pub mod types {
+    mod skel {
+        #![allow(clippy::all, unused_imports, dead_code, non_camel_case_types)]
+        include!(concat!(env!("OUT_DIR"), "/netledger.skel.rs"));
+    }
+    pub use skel::types::{nl_config, nl_count, nl_counter, nl_flow_key, nl_stats, rodata};
+
+    // The C header is the one definition; these catch a Rust side that drifted.
+    const _: () = assert!(std::mem::size_of::<nl_flow_key>() == 44);
+    const _: () = assert!(std::mem::size_of::<nl_counter>() == 40);
+    const _: () = assert!(std::mem::size_of::<nl_count>() == 16);
+    const _: () = assert!(std::mem::size_of::<nl_stats>() == 8 + 16 * 5 + 8);
+    const _: () = assert!(std::mem::size_of::<nl_config>() == 28);
+
+    /// Bucket indices (`enum nl_bucket`).
+    pub const NL_BUCKET_SEEN: usize = 0;
+    pub const NL_BUCKET_COUNTED: usize = 1;
+    pub const NL_BUCKET_NON_IP: usize = 2;
+    pub const NL_BUCKET_MALFORMED: usize = 3;
+    pub const NL_BUCKET_MAP_FULL: usize = 4;
+    pub const NL_NR_BUCKETS: usize = 5;
+
+    /// `enum nl_key_flags`.
+    pub const NL_KEY_F_PORTS: u8 = 1;
+    pub const NL_KEY_F_ICMP: u8 = 2;
+    pub const NL_KEY_F_VLAN: u8 = 4;
+    pub const NL_KEY_F_FRAGMENT: u8 = 8;
+}
+
+/// The compiled BPF objects, embedded in the binary.
+pub(crate) mod objects {
+    pub const NETLEDGER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/netledger.bpf.o"));
+    pub const BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.bpf.o"));
+}

@@ -1,0 +1,209 @@
+//! Thin, typed wrappers over the libbpf calls the library needs and
+//! libbpf-rs does not expose with every flag (BPF_F_LOCK as elem_flags,
+//! test_run's repeat and duration, XDP links with a mode).
+
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// libbpf returns `-errno`; turn that into an io::Error.
+fn check(ret: i32) -> io::Result<i32> {
+    if ret < 0 {
+        Err(io::Error::from_raw_os_error(-ret))
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A plain-old-data type that may be filled from kernel bytes.
+///
+/// # Safety
+/// Every bit pattern must be a valid value (no references, enums or bools).
+pub unsafe trait Pod: Copy + Default {}
+unsafe impl Pod for crate::types::nl_flow_key {}
+unsafe impl Pod for crate::types::nl_counter {}
+unsafe impl Pod for crate::types::nl_stats {}
+unsafe impl Pod for u32 {}
+
+/// Every key and value of a hash map, each value copied with `elem_flags`
+/// (BPF_F_LOCK: under the element's spin lock). The batch is not a snapshot
+/// across keys; each element is copied coherently on its own.
+pub fn lookup_batch<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    elem_flags: u64,
+    chunk: u32,
+    out: &mut Vec<(K, V)>,
+) -> io::Result<()> {
+    let mut chunk = chunk.max(1);
+    let mut keys: Vec<K> = Vec::new();
+    let mut vals: Vec<V> = Vec::new();
+    // The hash map's batch token is a bucket index (u32); give it room for more.
+    let mut token_in = [0u64; 2];
+    let mut token_out = [0u64; 2];
+    let mut first = true;
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        elem_flags,
+        flags: 0,
+    };
+    loop {
+        keys.resize(chunk as usize, K::default());
+        vals.resize(chunk as usize, V::default());
+        let mut count = chunk;
+        let in_ptr = if first {
+            std::ptr::null_mut()
+        } else {
+            token_in.as_mut_ptr().cast()
+        };
+        let ret = unsafe {
+            libbpf_sys::bpf_map_lookup_batch(
+                fd.as_raw_fd(),
+                in_ptr,
+                token_out.as_mut_ptr().cast(),
+                keys.as_mut_ptr().cast(),
+                vals.as_mut_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        let done = match check(ret) {
+            Ok(_) => false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            // A hash bucket holds more elements than fit: retry with more room.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && count == 0 => {
+                chunk = chunk.saturating_mul(2);
+                continue;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        };
+        let n = count as usize;
+        out.extend(keys[..n].iter().copied().zip(vals[..n].iter().copied()));
+        if done {
+            return Ok(());
+        }
+        token_in = token_out;
+        first = false;
+    }
+}
+
+/// One element, copied with `flags` (BPF_F_LOCK: under its spin lock).
+pub fn lookup_elem<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    key: &K,
+    flags: u64,
+) -> io::Result<Option<V>> {
+    let mut val = V::default();
+    let ret = unsafe {
+        libbpf_sys::bpf_map_lookup_elem_flags(
+            fd.as_raw_fd(),
+            (key as *const K).cast(),
+            (&mut val as *mut V).cast(),
+            flags,
+        )
+    };
+    match check(ret) {
+        Ok(_) => Ok(Some(val)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The key after `key` (the first key for None); None at the end.
+pub fn next_key<K: Pod>(fd: BorrowedFd<'_>, key: Option<&K>) -> io::Result<Option<K>> {
+    let mut next = K::default();
+    let cur = key.map_or(std::ptr::null(), |k| (k as *const K).cast());
+    let ret = unsafe {
+        libbpf_sys::bpf_map_get_next_key(fd.as_raw_fd(), cur, (&mut next as *mut K).cast())
+    };
+    match check(ret) {
+        Ok(_) => Ok(Some(next)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The values of every possible CPU for one key of a per-CPU map.
+pub fn lookup_percpu<V: Pod>(fd: BorrowedFd<'_>, key: u32, ncpus: usize) -> io::Result<Vec<V>> {
+    // The kernel rounds each CPU's value up to 8 bytes.
+    let stride = size_of::<V>().div_ceil(8) * 8;
+    let mut buf = vec![0u8; stride * ncpus];
+    let ret = unsafe {
+        libbpf_sys::bpf_map_lookup_elem(
+            fd.as_raw_fd(),
+            (&key as *const u32).cast(),
+            buf.as_mut_ptr().cast(),
+        )
+    };
+    check(ret)?;
+    Ok((0..ncpus)
+        .map(|i| unsafe { std::ptr::read_unaligned(buf[i * stride..].as_ptr().cast::<V>()) })
+        .collect())
+}
+
+/// Number of possible CPUs (the length of a per-CPU value).
+pub fn possible_cpus() -> io::Result<usize> {
+    check(unsafe { libbpf_sys::libbpf_num_possible_cpus() }).map(|n| n as usize)
+}
+
+pub struct TestRunOut {
+    pub retval: u32,
+    pub duration_ns: u32,
+    pub data_out: Vec<u8>,
+}
+
+/// BPF_PROG_TEST_RUN: run the program `repeat` times on `data`.
+pub fn test_run(
+    prog: BorrowedFd<'_>,
+    data: &[u8],
+    ctx: Option<&[u8]>,
+    repeat: u32,
+) -> io::Result<TestRunOut> {
+    let mut out = vec![0u8; data.len() + 256];
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: size_of::<libbpf_sys::bpf_test_run_opts>() as _,
+        data_in: data.as_ptr().cast(),
+        data_size_in: data.len() as u32,
+        data_out: out.as_mut_ptr().cast(),
+        data_size_out: out.len() as u32,
+        repeat: repeat as i32,
+        ..Default::default()
+    };
+    if let Some(ctx) = ctx {
+        opts.ctx_in = ctx.as_ptr().cast();
+        opts.ctx_size_in = ctx.len() as u32;
+    }
+    check(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) })?;
+    out.truncate(opts.data_size_out as usize);
+    Ok(TestRunOut {
+        retval: opts.retval,
+        duration_ns: opts.duration,
+        data_out: out,
+    })
+}
+
+/// Attach an XDP program through a BPF link (it detaches when the link's
+/// last descriptor closes, so a crash cannot leave it behind).
+pub fn xdp_link(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
+    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { MaybeUninit::zeroed().assume_init() };
+    opts.sz = size_of::<libbpf_sys::bpf_link_create_opts>() as _;
+    opts.flags = flags;
+    let fd = check(unsafe {
+        libbpf_sys::bpf_link_create(prog.as_raw_fd(), ifindex as i32, libbpf_sys::BPF_XDP, &opts)
+    })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The id of the XDP program attached to `ifindex` in `mode` (0 if none).
+pub fn xdp_query_id(ifindex: u32, mode_flags: u32) -> io::Result<u32> {
+    let mut id = 0u32;
+    check(unsafe { libbpf_sys::bpf_xdp_query_id(ifindex as i32, mode_flags as i32, &mut id) })?;
+    Ok(id)
+}
+
+/// The interface index of `name` in this thread's network namespace.
+pub fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
