@@ -60,6 +60,7 @@ pub struct Ledger {
     prog: OwnedFd,
     flows: OwnedFd,
     stats: OwnedFd,
+    grace: sys::GraceMaps,
     ncpus: usize,
 }
 
@@ -184,6 +185,7 @@ impl Ledger {
             prog: prog.expect("object has nl_xdp"),
             flows: flows.expect("object has nl_flows"),
             stats: stats.expect("object has nl_stats"),
+            grace: sys::GraceMaps::create().map_err(map_err("create", "nl_grace"))?,
             ncpus: sys::possible_cpus().map_err(map_err("count CPUs", "nl_stats"))?,
         })
     }
@@ -248,6 +250,13 @@ impl Ledger {
                 source: e,
             },
         })
+    }
+
+    /// Return once every run of the data path that started before this call
+    /// has finished (one RCU grace period, tens of milliseconds). After a
+    /// detach, the counters read after this are final.
+    pub fn wait_for_programs(&self) -> Result<()> {
+        self.grace.wait().map_err(map_err("update", "nl_grace"))
     }
 
     /// Run the data path on `frame` `repeat` times (BPF_PROG_TEST_RUN).

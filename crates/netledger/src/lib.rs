@@ -59,3 +59,9 @@ pub(crate) mod objects {
     pub const NETLEDGER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/netledger.bpf.o"));
     pub const BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.bpf.o"));
 }
+
+/// Silence libbpf's own diagnostics on stderr (verifier logs and warnings);
+/// netledger's errors already name the cause and the fix.
+pub fn quiet_libbpf() {
+    libbpf_rs::set_print(None);
+}

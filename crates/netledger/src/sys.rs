@@ -207,3 +207,49 @@ pub fn ifindex(name: &str) -> Option<u32> {
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
     (idx != 0).then_some(idx)
 }
+
+/// A one-slot ARRAY_OF_MAPS and an inner map for it: updating the slot from
+/// the syscall returns only after an RCU grace period (maybe_wait_bpf_programs
+/// in kernel/bpf/syscall.c), i.e. after every XDP/TC run that had started.
+pub struct GraceMaps {
+    outer: OwnedFd,
+    inner: OwnedFd,
+}
+
+impl GraceMaps {
+    pub fn create() -> io::Result<GraceMaps> {
+        let create = |ty, name: &std::ffi::CStr, opts: &libbpf_sys::bpf_map_create_opts| {
+            check(unsafe { libbpf_sys::bpf_map_create(ty, name.as_ptr(), 4, 4, 1, opts) })
+                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        let mut opts = libbpf_sys::bpf_map_create_opts {
+            sz: size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+            ..Default::default()
+        };
+        let inner = create(libbpf_sys::BPF_MAP_TYPE_ARRAY, c"nl_grace_inner", &opts)?;
+        opts.inner_map_fd = inner.as_raw_fd() as u32;
+        let outer = create(libbpf_sys::BPF_MAP_TYPE_ARRAY_OF_MAPS, c"nl_grace", &opts)?;
+        Ok(GraceMaps { outer, inner })
+    }
+
+    /// Wait for an RCU grace period.
+    pub fn wait(&self) -> io::Result<()> {
+        let key = 0u32;
+        let val = self.inner.as_raw_fd() as u32;
+        check(unsafe {
+            libbpf_sys::bpf_map_update_elem(
+                self.outer.as_raw_fd(),
+                (&key as *const u32).cast(),
+                (&val as *const u32).cast(),
+                0,
+            )
+        })
+        .map(drop)
+    }
+}
+
+impl std::fmt::Debug for GraceMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GraceMaps")
+    }
+}
