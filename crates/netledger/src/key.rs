@@ -120,8 +120,10 @@ pub fn proto_name(p: u8) -> String {
 impl fmt::Display for FlowKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts: Vec<String> = Vec::new();
-        if let Some(v) = self.vlan {
-            parts.push(format!("vlan {v}"));
+        match self.vlan {
+            Some(0) => parts.push("untagged".into()),
+            Some(v) => parts.push(format!("vlan {v}")),
+            None => {}
         }
         let with_port = |a: &Addr, port: Option<u16>| match (a.ip, port) {
             (IpAddr::V6(_), Some(p)) => format!("[{a}]:{p}"),
