@@ -2,7 +2,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::config::{KeyMode, LedgerConfig};
-use crate::types::{nl_flow_key, NL_KEY_F_FRAGMENT, NL_KEY_F_ICMP, NL_KEY_F_PORTS, NL_KEY_F_VLAN};
+use crate::types::{nl_flow_key, NL_KEY_F_FRAGMENT, NL_KEY_F_ICMP, NL_KEY_F_PORTS};
 
 /// An address, or an address prefix when keys are aggregated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,13 +90,7 @@ impl FlowKey {
             proto: five.then_some(raw.proto),
             l4: if five { l4 } else { L4::None },
             fragment: five && raw.flags & NL_KEY_F_FRAGMENT != 0,
-            vlan: cfg.vlan.then(|| {
-                if raw.flags & NL_KEY_F_VLAN != 0 {
-                    raw.vlan
-                } else {
-                    0
-                }
-            }),
+            vlan: cfg.vlan.then_some(raw.vlan),
         }
     }
 

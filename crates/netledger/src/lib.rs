@@ -18,7 +18,7 @@ pub mod netns;
 
 pub use config::{KeyMode, LedgerConfig, XdpMode};
 pub use error::{Error, Result};
-pub use key::{FlowKey, L4};
+pub use key::{Addr, FlowKey, L4};
 pub use ledger::{
     preflight, xdp_program_id, Attachment, EmptyProgram, Ledger, ReadMode, TestRun, KERNEL_BTF,
 };
@@ -50,7 +50,6 @@ pub mod types {
     /// `enum nl_key_flags`.
     pub const NL_KEY_F_PORTS: u8 = 1;
     pub const NL_KEY_F_ICMP: u8 = 2;
-    pub const NL_KEY_F_VLAN: u8 = 4;
     pub const NL_KEY_F_FRAGMENT: u8 = 8;
 }
 

@@ -54,28 +54,33 @@ struct vlan_tag {
 	__be16 proto;
 };
 
-/* Fill ports or ICMP type/code from the L4 header at l4. */
-static __always_inline __u32 parse_l4(void *l4, void *end, __u8 proto, struct nl_flow_key *key)
+/*
+ * Fill ports or ICMP type/code from the L4 header at l4. l4_len is what the
+ * IP header says follows: the L4 header must fit in it as well as in the
+ * frame, or Ethernet padding would be read as its fields.
+ */
+static __always_inline __u32 parse_l4(void *l4, void *end, __u64 l4_len, __u8 proto,
+				      struct nl_flow_key *key)
 {
 	__u8 *p = l4;
 
 	switch (proto) {
 	case IPPROTO_TCP:
-		if (l4 + 20 > end)
+		if (l4 + 20 > end || l4_len < 20)
 			return NL_BUCKET_MALFORMED;
 		break;
 	case IPPROTO_UDP:
 	case IPPROTO_UDPLITE:
-		if (l4 + 8 > end)
+		if (l4 + 8 > end || l4_len < 8)
 			return NL_BUCKET_MALFORMED;
 		break;
 	case IPPROTO_SCTP:
-		if (l4 + 12 > end)
+		if (l4 + 12 > end || l4_len < 12)
 			return NL_BUCKET_MALFORMED;
 		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6_:
-		if (l4 + 8 > end)
+		if (l4 + 8 > end || l4_len < 8)
 			return NL_BUCKET_MALFORMED;
 		key->sport = p[0];
 		key->dport = p[1];
@@ -116,12 +121,19 @@ static __always_inline __u32 parse_ipv4(void *pos, void *end, __u64 l3_len, stru
 		key->flags |= NL_KEY_F_FRAGMENT;
 		return NL_BUCKET_COUNTED;
 	}
-	return parse_l4(pos + hlen, end, ip->protocol, key);
+	return parse_l4(pos + hlen, end, bpf_ntohs(ip->tot_len) - hlen, ip->protocol, key);
+}
+
+static __always_inline int ipv6_is_ext(__u8 nexthdr)
+{
+	return nexthdr == IPV6_HOPOPTS || nexthdr == IPV6_ROUTING || nexthdr == IPV6_DSTOPTS ||
+	       nexthdr == IPV6_FRAGMENT;
 }
 
 static __always_inline __u32 parse_ipv6(void *pos, void *end, __u64 l3_len, struct nl_flow_key *key)
 {
 	struct ipv6hdr *ip6 = pos;
+	__u64 limit, off = 0, hlen;
 	__u8 nexthdr;
 	int i;
 
@@ -132,6 +144,11 @@ static __always_inline __u32 parse_ipv6(void *pos, void *end, __u64 l3_len, stru
 	/* A zero payload length is a jumbogram; otherwise it must fit. */
 	if (ip6->payload_len && sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > l3_len)
 		return NL_BUCKET_MALFORMED;
+	/* Bytes after the fixed header: extension headers, then L4. */
+	if (ip6->payload_len)
+		limit = bpf_ntohs(ip6->payload_len);
+	else
+		limit = l3_len > sizeof(*ip6) ? l3_len - sizeof(*ip6) : 0;
 
 	key->family = 6;
 	__builtin_memcpy(key->src, &ip6->saddr, 16);
@@ -139,21 +156,13 @@ static __always_inline __u32 parse_ipv6(void *pos, void *end, __u64 l3_len, stru
 	nexthdr = ip6->nexthdr;
 	pos = ip6 + 1;
 
-	for (i = 0; i < NL_MAX_IPV6_EXT; i++) {
+	/* Up to NL_MAX_IPV6_EXT extension headers; off counts their bytes. */
+	for (i = 0; i < NL_MAX_IPV6_EXT && ipv6_is_ext(nexthdr); i++) {
 		__u8 *h = pos;
 
-		switch (nexthdr) {
-		case IPV6_HOPOPTS:
-		case IPV6_ROUTING:
-		case IPV6_DSTOPTS:
-			if (pos + 8 > end)
-				return NL_BUCKET_MALFORMED;
-			nexthdr = h[0];
-			pos += ((__u32)h[1] + 1) * 8;
-			continue;
-		case IPV6_FRAGMENT:
-			if (pos + 8 > end)
-				return NL_BUCKET_MALFORMED;
+		if (pos + 8 > end || off + 8 > limit)
+			return NL_BUCKET_MALFORMED;
+		if (nexthdr == IPV6_FRAGMENT) {
 			nexthdr = h[0];
 			/* Fragment offset: the upper 13 bits of bytes 2-3. */
 			if ((((__u16)h[2] << 8) | h[3]) & 0xfff8) {
@@ -161,15 +170,22 @@ static __always_inline __u32 parse_ipv6(void *pos, void *end, __u64 l3_len, stru
 				key->flags |= NL_KEY_F_FRAGMENT;
 				return NL_BUCKET_COUNTED;
 			}
-			pos += 8;
-			continue;
-		default:
-			key->proto = nexthdr;
-			return parse_l4(pos, end, nexthdr, key);
+			hlen = 8;
+		} else {
+			nexthdr = h[0];
+			hlen = ((__u64)h[1] + 1) * 8;
 		}
+		pos += hlen;
+		off += hlen;
 	}
 	/* The chain is longer than the bounded walk. */
-	return NL_BUCKET_MALFORMED;
+	if (ipv6_is_ext(nexthdr))
+		return NL_BUCKET_MALFORMED;
+	/* The last extension header runs past the payload. */
+	if (off > limit)
+		return NL_BUCKET_MALFORMED;
+	key->proto = nexthdr;
+	return parse_l4(pos, end, limit - off, nexthdr, key);
 }
 
 /* Parse the frame into key; return the bucket it belongs to. */
@@ -193,8 +209,8 @@ static __always_inline __u32 parse_frame(void *data, void *end, __u64 len, struc
 		if ((void *)(tag + 1) > end)
 			return NL_BUCKET_MALFORMED;
 		if (i == 0 && nl_cfg.vlan) {
+			/* An untagged frame and a priority tag (id 0) share key vlan 0. */
 			key->vlan = bpf_ntohs(tag->tci) & 0x0fff;
-			key->flags |= NL_KEY_F_VLAN;
 		}
 		proto = tag->proto;
 		pos = tag + 1;
@@ -223,7 +239,7 @@ static __always_inline void shape_key(struct nl_flow_key *key)
 		key->proto = 0;
 		key->sport = 0;
 		key->dport = 0;
-		key->flags &= NL_KEY_F_VLAN;
+		key->flags = 0;
 	}
 	if (mode == NL_KEY_SRC_IP)
 		__builtin_memset(key->dst, 0, sizeof(key->dst));

@@ -32,7 +32,6 @@ enum nl_bucket {
 enum nl_key_flags {
 	NL_KEY_F_PORTS = 1,    /* sport/dport hold TCP/UDP/SCTP ports */
 	NL_KEY_F_ICMP = 2,     /* sport holds the ICMP type, dport the code */
-	NL_KEY_F_VLAN = 4,     /* vlan holds the outer VLAN id (only with vlan keys) */
 	NL_KEY_F_FRAGMENT = 8, /* a non-first IP fragment: no L4 header */
 };
 
@@ -48,7 +47,7 @@ struct nl_flow_key {
 	__u8 dst[16];
 	__u16 sport;
 	__u16 dport;
-	__u16 vlan;
+	__u16 vlan;  /* outer VLAN id with vlan keys; 0 when untagged */
 	__u8 family; /* 4 or 6 */
 	__u8 proto;  /* IP protocol (zero in the address-only modes) */
 	__u8 flags;  /* enum nl_key_flags */

@@ -1,0 +1,218 @@
+//! The `netledger` binary as a user meets it: help, errors, demo, watch.
+//! Needs root (it loads BPF programs and creates namespaces); nothing skips.
+
+use std::process::{Command, Output};
+
+use netledger::netns::{self, Ipv6Mode, NetNs};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netledger");
+
+fn netledger(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("running netledger")
+}
+
+/// Run netledger inside a namespace.
+fn netledger_in(ns: &NetNs, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns.name(), BIN])
+        .args(args)
+        .output()
+        .expect("running netledger in a namespace")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A failed run: exit code 1 and exactly one error line naming `needle`.
+#[track_caller]
+fn assert_one_line_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "exit code; stderr: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line of error, got: {err}");
+    assert!(lines[0].starts_with("netledger: error: "), "{err}");
+    assert!(lines[0].contains(needle), "error should mention {needle:?}: {err}");
+}
+
+/// True if any XDP program is attached to `iface` in `ns`.
+#[track_caller]
+fn xdp_attached(ns: &NetNs, iface: &str) -> bool {
+    let out = ns.ip(&["link", "show", "dev", iface]).expect("ip link show");
+    out.contains("xdp")
+}
+
+/// A namespace with a veth pair whose end "nlc0" is where netledger attaches.
+struct Bed {
+    ns: NetNs,
+    _peer_ns: NetNs,
+    _veth: netns::Veth,
+}
+
+fn bed() -> Bed {
+    let ns = NetNs::create("nl-cli").unwrap();
+    let peer_ns = NetNs::create("nl-clipeer").unwrap();
+    let veth = netns::veth_pair("nlc0", Some(&ns), "nlc1", Some(&peer_ns)).unwrap();
+    veth.a().prepare(Ipv6Mode::Off).unwrap();
+    veth.b().prepare(Ipv6Mode::Off).unwrap();
+    Bed {
+        ns,
+        _peer_ns: peer_ns,
+        _veth: veth,
+    }
+}
+
+#[test]
+fn help_works_for_every_command() {
+    for args in [&["--help"][..], &["watch", "--help"], &["demo", "--help"], &["--version"]] {
+        let o = netledger(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(!stdout(&o).is_empty(), "{args:?} printed nothing");
+    }
+    let o = netledger(&["watch", "--help"]);
+    for flag in ["--iface", "--key", "--vlan", "--prefix4", "--prefix6", "--interval", "--count", "--top", "--format", "--xdp-mode"] {
+        assert!(stdout(&o).contains(flag), "watch --help lacks {flag}");
+    }
+}
+
+#[test]
+fn missing_interface_is_one_clear_line() {
+    let o = netledger(&["watch", "--iface", "nl-missing0"]);
+    assert_one_line_error(&o, "does not exist");
+    assert!(stderr(&o).contains("ip link"), "names the fix");
+}
+
+#[test]
+fn invalid_flags_are_refused_before_anything_is_attached() {
+    let b = bed();
+    let o = netledger_in(&b.ns, &["watch", "--iface", "nlc0", "--prefix4", "40"]);
+    assert_one_line_error(&o, "--prefix4");
+    let o = netledger_in(&b.ns, &["watch", "--iface", "nlc0", "--prefix6", "129"]);
+    assert_one_line_error(&o, "--prefix6");
+    // Argument syntax errors come from the parser: usage error, exit 2.
+    for args in [
+        &["watch", "--iface", "nlc0", "--key", "bogus"][..],
+        &["watch", "--iface", "nlc0", "--interval", "5x"],
+        &["watch", "--iface", "nlc0", "--format", "xml"],
+        &["watch", "--iface", "nlc0", "--xdp-mode", "hw"],
+        &["watch"],
+    ] {
+        let o = netledger_in(&b.ns, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("error"), "{args:?}: {}", stderr(&o));
+    }
+    assert!(!xdp_attached(&b.ns, "nlc0"), "nothing may stay attached");
+}
+
+#[test]
+fn unsupported_xdp_mode_is_one_clear_line() {
+    // Loopback has no native XDP.
+    let ns = NetNs::create("nl-clilo").unwrap();
+    let o = netledger_in(&ns, &["watch", "--iface", "lo", "--xdp-mode", "native", "--count", "1"]);
+    assert_one_line_error(&o, "does not support native XDP");
+    assert!(stderr(&o).contains("--xdp-mode generic"), "names the fix");
+    assert!(!xdp_attached(&ns, "lo"));
+}
+
+#[test]
+fn not_root_is_one_clear_line() {
+    let b = bed();
+    let o = Command::new("ip")
+        .args(["netns", "exec", b.ns.name(), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["--inh-caps=-all", "--bounding-set=-all", BIN, "watch", "--iface", "nlc0"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "needs root");
+    assert!(!xdp_attached(&b.ns, "nlc0"));
+}
+
+#[test]
+fn kernel_without_btf_is_one_clear_line() {
+    let b = bed();
+    let o = Command::new("ip")
+        .args(["netns", "exec", b.ns.name(), BIN, "watch", "--iface", "nlc0"])
+        .env("NETLEDGER_KERNEL_BTF", "/nonexistent/vmlinux")
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "no BTF");
+    assert!(stderr(&o).contains("CONFIG_DEBUG_INFO_BTF"), "names the fix");
+    assert!(!xdp_attached(&b.ns, "nlc0"));
+}
+
+#[test]
+fn demo_counts_exactly_and_leaves_nothing() {
+    let before = netns_list();
+    let o = netledger(&["demo"]);
+    assert!(o.status.success(), "demo failed: {}\n{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("verification: EXACT"), "{out}");
+    assert!(!out.contains("MISMATCH"), "{out}");
+    assert_eq!(netns_list(), before, "demo must remove its namespaces");
+
+    // JSON lines: the ledger is machine-readable, the verification on stderr.
+    let o = netledger(&["demo", "--format", "jsonl", "--packets", "10"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for line in stdout(&o).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["type"] == "flow" || v["type"] == "summary", "{line}");
+    }
+    assert!(stderr(&o).contains("verification: EXACT"), "{}", stderr(&o));
+}
+
+/// Our own namespaces (other tests may be creating theirs concurrently).
+fn netns_list() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let mut v: Vec<String> = stdout(&out)
+        .lines()
+        .filter(|l| l.starts_with("nl-demo"))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn watch_stops_after_count_and_detaches() {
+    let b = bed();
+    for format in ["jsonl", "csv", "table"] {
+        let o = netledger_in(
+            &b.ns,
+            &["watch", "--iface", "nlc0", "--interval", "100ms", "--count", "3", "--format", format],
+        );
+        assert!(o.status.success(), "{format}: {}", stderr(&o));
+        let out = stdout(&o);
+        match format {
+            "jsonl" => {
+                let summaries = out.lines().filter(|l| l.contains(r#""type":"summary""#)).count();
+                assert_eq!(summaries, 3, "{out}");
+                for line in out.lines() {
+                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                    if v["type"] == "summary" {
+                        for field in ["iface", "start", "end", "seen", "buckets"] {
+                            assert!(!v[field].is_null(), "summary lacks {field}: {line}");
+                        }
+                        for bucket in ["counted", "non_ip", "malformed", "map_full"] {
+                            assert!(v["buckets"][bucket]["packets"].is_u64(), "{line}");
+                        }
+                    }
+                }
+            }
+            "csv" => {
+                let mut lines = out.lines();
+                let header = lines.next().unwrap();
+                assert!(header.starts_with("type,iface,start,end,bucket,src,dst,proto,sport,dport"), "{header}");
+                let cols = header.split(',').count();
+                for l in lines {
+                    assert_eq!(l.split(',').count(), cols, "{l}");
+                }
+                assert_eq!(out.lines().filter(|l| l.starts_with("summary,") && l.contains(",seen,")).count(), 3);
+            }
+            _ => assert!(out.contains("PACKETS") && out.contains("seen "), "{out}"),
+        }
+        assert!(!xdp_attached(&b.ns, "nlc0"), "{format}: detached after --count");
+    }
+}
