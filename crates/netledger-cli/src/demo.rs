@@ -49,12 +49,48 @@ fn flows() -> Vec<Flow> {
         weight,
     };
     vec![
-        flow(None, v4(10, 78, 0, 2), v4(10, 78, 0, 1), false, 40000, 9000, 100, 3),
-        flow(None, v4(10, 78, 0, 3), v4(10, 78, 0, 1), false, 40001, 53, 40, 1),
-        flow(None, v4(10, 78, 0, 2), v4(10, 78, 0, 1), true, 40002, 443, 1200, 2),
+        flow(
+            None,
+            v4(10, 78, 0, 2),
+            v4(10, 78, 0, 1),
+            false,
+            40000,
+            9000,
+            100,
+            3,
+        ),
+        flow(
+            None,
+            v4(10, 78, 0, 3),
+            v4(10, 78, 0, 1),
+            false,
+            40001,
+            53,
+            40,
+            1,
+        ),
+        flow(
+            None,
+            v4(10, 78, 0, 2),
+            v4(10, 78, 0, 1),
+            true,
+            40002,
+            443,
+            1200,
+            2,
+        ),
         flow(None, v6(2), v6(1), false, 40003, 9000, 300, 1),
         flow(None, v6(2), v6(1), true, 40004, 80, 700, 2),
-        flow(Some(42), v4(10, 78, 42, 2), v4(10, 78, 42, 1), false, 40005, 5000, 80, 1),
+        flow(
+            Some(42),
+            v4(10, 78, 42, 2),
+            v4(10, 78, 42, 1),
+            false,
+            40005,
+            5000,
+            80,
+            1,
+        ),
     ]
 }
 
@@ -79,10 +115,18 @@ impl Flow {
             (None, IpAddr::V4(s), IpAddr::V4(d)) => finish!(eth.ipv4(s.octets(), d.octets(), 64)),
             (None, IpAddr::V6(s), IpAddr::V6(d)) => finish!(eth.ipv6(s.octets(), d.octets(), 64)),
             (Some(v), IpAddr::V4(s), IpAddr::V4(d)) => {
-                finish!(eth.single_vlan(v.try_into().expect("valid VLAN id")).ipv4(s.octets(), d.octets(), 64))
+                finish!(eth.single_vlan(v.try_into().expect("valid VLAN id")).ipv4(
+                    s.octets(),
+                    d.octets(),
+                    64
+                ))
             }
             (Some(v), IpAddr::V6(s), IpAddr::V6(d)) => {
-                finish!(eth.single_vlan(v.try_into().expect("valid VLAN id")).ipv6(s.octets(), d.octets(), 64))
+                finish!(eth.single_vlan(v.try_into().expect("valid VLAN id")).ipv6(
+                    s.octets(),
+                    d.octets(),
+                    64
+                ))
             }
             _ => unreachable!("a flow's addresses share a family"),
         };
@@ -142,7 +186,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let sender = NetNs::create("nl-demo-tx").context("creating the sender namespace")?;
     let counter = NetNs::create("nl-demo-rx").context("creating the counting namespace")?;
     let (tx_if, rx_if) = (format!("nldtx{tag}"), format!("nldrx{tag}"));
-    let veth = netns::veth_pair(&tx_if, Some(&sender), &rx_if, Some(&counter)).context("creating the veth pair")?;
+    let veth = netns::veth_pair(&tx_if, Some(&sender), &rx_if, Some(&counter))
+        .context("creating the veth pair")?;
     // No IPv6 and no offloads: the kernel sends nothing of its own, and
     // every frame sent is one frame on the wire.
     for end in [veth.a(), veth.b()] {
@@ -159,7 +204,10 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let attachment = counter
         .run(|| ledger.attach_xdp(&rx_if, XdpMode::Auto))
         .context("attaching to the demo veth")?;
-    eprintln!("netledger demo: counting ingress on {rx_if} ({} XDP)", attachment.mode);
+    eprintln!(
+        "netledger demo: counting ingress on {rx_if} ({} XDP)",
+        attachment.mode
+    );
 
     // The traffic: each flow's frames, interleaved, plus 3 ARP and 2 truncated frames.
     let flows = flows();
@@ -178,7 +226,13 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             }
         }
     }
-    let extras = [arp_frame(), arp_frame(), arp_frame(), truncated_frame(), truncated_frame()];
+    let extras = [
+        arp_frame(),
+        arp_frame(),
+        arp_frame(),
+        truncated_frame(),
+        truncated_frame(),
+    ];
     let mut non_ip = Count::default();
     let mut malformed = Count::default();
     for f in &extras {
@@ -236,7 +290,11 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     for (key, got) in &counted {
         if !expected.contains_key(key) {
             ok = false;
-            writeln!(report, "  UNEXPECTED {key}: counted {} / {}", got.packets, got.bytes)?;
+            writeln!(
+                report,
+                "  UNEXPECTED {key}: counted {} / {}",
+                got.packets, got.bytes
+            )?;
         }
     }
     for (bucket, sent) in [(Bucket::NonIp, non_ip), (Bucket::Malformed, malformed)] {

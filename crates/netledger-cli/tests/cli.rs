@@ -8,7 +8,10 @@ use netledger::netns::{self, Ipv6Mode, NetNs};
 const BIN: &str = env!("CARGO_BIN_EXE_netledger");
 
 fn netledger(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("running netledger")
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("running netledger")
 }
 
 /// Run netledger inside a namespace.
@@ -36,13 +39,18 @@ fn assert_one_line_error(o: &Output, needle: &str) {
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one line of error, got: {err}");
     assert!(lines[0].starts_with("netledger: error: "), "{err}");
-    assert!(lines[0].contains(needle), "error should mention {needle:?}: {err}");
+    assert!(
+        lines[0].contains(needle),
+        "error should mention {needle:?}: {err}"
+    );
 }
 
 /// True if any XDP program is attached to `iface` in `ns`.
 #[track_caller]
 fn xdp_attached(ns: &NetNs, iface: &str) -> bool {
-    let out = ns.ip(&["link", "show", "dev", iface]).expect("ip link show");
+    let out = ns
+        .ip(&["link", "show", "dev", iface])
+        .expect("ip link show");
     out.contains("xdp")
 }
 
@@ -68,13 +76,29 @@ fn bed() -> Bed {
 
 #[test]
 fn help_works_for_every_command() {
-    for args in [&["--help"][..], &["watch", "--help"], &["demo", "--help"], &["--version"]] {
+    for args in [
+        &["--help"][..],
+        &["watch", "--help"],
+        &["demo", "--help"],
+        &["--version"],
+    ] {
         let o = netledger(args);
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
         assert!(!stdout(&o).is_empty(), "{args:?} printed nothing");
     }
     let o = netledger(&["watch", "--help"]);
-    for flag in ["--iface", "--key", "--vlan", "--prefix4", "--prefix6", "--interval", "--count", "--top", "--format", "--xdp-mode"] {
+    for flag in [
+        "--iface",
+        "--key",
+        "--vlan",
+        "--prefix4",
+        "--prefix6",
+        "--interval",
+        "--count",
+        "--top",
+        "--format",
+        "--xdp-mode",
+    ] {
         assert!(stdout(&o).contains(flag), "watch --help lacks {flag}");
     }
 }
@@ -112,7 +136,18 @@ fn invalid_flags_are_refused_before_anything_is_attached() {
 fn unsupported_xdp_mode_is_one_clear_line() {
     // Loopback has no native XDP.
     let ns = NetNs::create("nl-clilo").unwrap();
-    let o = netledger_in(&ns, &["watch", "--iface", "lo", "--xdp-mode", "native", "--count", "1"]);
+    let o = netledger_in(
+        &ns,
+        &[
+            "watch",
+            "--iface",
+            "lo",
+            "--xdp-mode",
+            "native",
+            "--count",
+            "1",
+        ],
+    );
     assert_one_line_error(&o, "does not support native XDP");
     assert!(stderr(&o).contains("--xdp-mode generic"), "names the fix");
     assert!(!xdp_attached(&ns, "lo"));
@@ -122,8 +157,23 @@ fn unsupported_xdp_mode_is_one_clear_line() {
 fn not_root_is_one_clear_line() {
     let b = bed();
     let o = Command::new("ip")
-        .args(["netns", "exec", b.ns.name(), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
-        .args(["--inh-caps=-all", "--bounding-set=-all", BIN, "watch", "--iface", "nlc0"])
+        .args([
+            "netns",
+            "exec",
+            b.ns.name(),
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .args([
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            BIN,
+            "watch",
+            "--iface",
+            "nlc0",
+        ])
         .output()
         .unwrap();
     assert_one_line_error(&o, "needs root");
@@ -134,12 +184,23 @@ fn not_root_is_one_clear_line() {
 fn kernel_without_btf_is_one_clear_line() {
     let b = bed();
     let o = Command::new("ip")
-        .args(["netns", "exec", b.ns.name(), BIN, "watch", "--iface", "nlc0"])
+        .args([
+            "netns",
+            "exec",
+            b.ns.name(),
+            BIN,
+            "watch",
+            "--iface",
+            "nlc0",
+        ])
         .env("NETLEDGER_KERNEL_BTF", "/nonexistent/vmlinux")
         .output()
         .unwrap();
     assert_one_line_error(&o, "no BTF");
-    assert!(stderr(&o).contains("CONFIG_DEBUG_INFO_BTF"), "names the fix");
+    assert!(
+        stderr(&o).contains("CONFIG_DEBUG_INFO_BTF"),
+        "names the fix"
+    );
     assert!(!xdp_attached(&b.ns, "nlc0"));
 }
 
@@ -147,7 +208,12 @@ fn kernel_without_btf_is_one_clear_line() {
 fn demo_counts_exactly_and_leaves_nothing() {
     let before = netns_list();
     let o = netledger(&["demo"]);
-    assert!(o.status.success(), "demo failed: {}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "demo failed: {}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
     let out = stdout(&o);
     assert!(out.contains("verification: EXACT"), "{out}");
     assert!(!out.contains("MISMATCH"), "{out}");
@@ -157,7 +223,8 @@ fn demo_counts_exactly_and_leaves_nothing() {
     let o = netledger(&["demo", "--format", "jsonl", "--packets", "10"]);
     assert!(o.status.success(), "{}", stderr(&o));
     for line in stdout(&o).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(v["type"] == "flow" || v["type"] == "summary", "{line}");
     }
     assert!(stderr(&o).contains("verification: EXACT"), "{}", stderr(&o));
@@ -181,13 +248,26 @@ fn watch_stops_after_count_and_detaches() {
     for format in ["jsonl", "csv", "table"] {
         let o = netledger_in(
             &b.ns,
-            &["watch", "--iface", "nlc0", "--interval", "100ms", "--count", "3", "--format", format],
+            &[
+                "watch",
+                "--iface",
+                "nlc0",
+                "--interval",
+                "100ms",
+                "--count",
+                "3",
+                "--format",
+                format,
+            ],
         );
         assert!(o.status.success(), "{format}: {}", stderr(&o));
         let out = stdout(&o);
         match format {
             "jsonl" => {
-                let summaries = out.lines().filter(|l| l.contains(r#""type":"summary""#)).count();
+                let summaries = out
+                    .lines()
+                    .filter(|l| l.contains(r#""type":"summary""#))
+                    .count();
                 assert_eq!(summaries, 3, "{out}");
                 for line in out.lines() {
                     let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -204,15 +284,26 @@ fn watch_stops_after_count_and_detaches() {
             "csv" => {
                 let mut lines = out.lines();
                 let header = lines.next().unwrap();
-                assert!(header.starts_with("type,iface,start,end,bucket,src,dst,proto,sport,dport"), "{header}");
+                assert!(
+                    header.starts_with("type,iface,start,end,bucket,src,dst,proto,sport,dport"),
+                    "{header}"
+                );
                 let cols = header.split(',').count();
                 for l in lines {
                     assert_eq!(l.split(',').count(), cols, "{l}");
                 }
-                assert_eq!(out.lines().filter(|l| l.starts_with("summary,") && l.contains(",seen,")).count(), 3);
+                assert_eq!(
+                    out.lines()
+                        .filter(|l| l.starts_with("summary,") && l.contains(",seen,"))
+                        .count(),
+                    3
+                );
             }
             _ => assert!(out.contains("PACKETS") && out.contains("seen "), "{out}"),
         }
-        assert!(!xdp_attached(&b.ns, "nlc0"), "{format}: detached after --count");
+        assert!(
+            !xdp_attached(&b.ns, "nlc0"),
+            "{format}: detached after --count"
+        );
     }
 }

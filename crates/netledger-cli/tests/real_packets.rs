@@ -52,8 +52,14 @@ fn key_of(frame: &[u8]) -> Option<Key> {
         _ => 0,
     };
     let (src, dst) = match p.net.as_ref()? {
-        NetSlice::Ipv4(v4) => (v4.header().source_addr().to_string(), v4.header().destination_addr().to_string()),
-        NetSlice::Ipv6(v6) => (v6.header().source_addr().to_string(), v6.header().destination_addr().to_string()),
+        NetSlice::Ipv4(v4) => (
+            v4.header().source_addr().to_string(),
+            v4.header().destination_addr().to_string(),
+        ),
+        NetSlice::Ipv6(v6) => (
+            v6.header().source_addr().to_string(),
+            v6.header().destination_addr().to_string(),
+        ),
         _ => return None,
     };
     let (proto, sport, dport) = match p.transport.as_ref()? {
@@ -97,7 +103,13 @@ fn watch_reports_exactly_what_was_sent() {
     }
     b.add_addr(ip("10.201.0.2"), 24).unwrap();
     b.add_addr(ip("fd00:201::2"), 64).unwrap();
-    for s in ["10.201.0.1", "10.201.0.11", "10.201.0.12", "fd00:201::1", "fd00:201::11"] {
+    for s in [
+        "10.201.0.1",
+        "10.201.0.11",
+        "10.201.0.12",
+        "fd00:201::1",
+        "fd00:201::11",
+    ] {
         b.add_neigh(ip(s), mac_a).unwrap();
     }
     a.add_neigh(ip("10.201.0.2"), mac_b).unwrap();
@@ -134,7 +146,10 @@ fn watch_reports_exactly_what_was_sent() {
     let mut err = BufReader::new(watch.0.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
-    assert!(line.contains("counting ingress"), "watch did not start: {line}");
+    assert!(
+        line.contains("counting ingress"),
+        "watch did not start: {line}"
+    );
     let stdout = watch.0.stdout.take().unwrap();
     let (out_tx, out_rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -181,7 +196,10 @@ fn watch_reports_exactly_what_was_sent() {
         }
     });
     let received: Vec<usize> = servers.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(received.iter().all(|&n| n > 40_000), "servers got {received:?}");
+    assert!(
+        received.iter().all(|&n| n > 40_000),
+        "servers got {received:?}"
+    );
     // Let the last FIN/ACK exchange cross the link before the capture stops.
     std::thread::sleep(Duration::from_millis(300));
     let frames = capture.stop().unwrap().complete().unwrap();
@@ -205,7 +223,8 @@ fn watch_reports_exactly_what_was_sent() {
     let mut counted: BTreeMap<Key, Count> = BTreeMap::new();
     let mut intervals = 0;
     for line in out.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         match v["type"].as_str() {
             Some("summary") => {
                 intervals += 1;
@@ -216,7 +235,10 @@ fn watch_reports_exactly_what_was_sent() {
                     parts.1 += v["buckets"][b]["bytes"].as_u64().unwrap();
                 }
                 assert_eq!(
-                    (seen["packets"].as_u64().unwrap(), seen["bytes"].as_u64().unwrap()),
+                    (
+                        seen["packets"].as_u64().unwrap(),
+                        seen["bytes"].as_u64().unwrap()
+                    ),
                     parts,
                     "conservation in every interval: {line}"
                 );
@@ -231,13 +253,27 @@ fn watch_reports_exactly_what_was_sent() {
             other => panic!("unknown record type {other:?}: {line}"),
         }
     }
-    eprintln!("{} frames captured, {} intervals, {} TCP/UDP flows", frames.len(), intervals, sent.len());
-    assert!(intervals >= 2, "several intervals expected, got {intervals}");
-    assert!(sent.len() >= 8, "the test traffic has at least 8 TCP/UDP flows: {sent:?}");
+    eprintln!(
+        "{} frames captured, {} intervals, {} TCP/UDP flows",
+        frames.len(),
+        intervals,
+        sent.len()
+    );
+    assert!(
+        intervals >= 2,
+        "several intervals expected, got {intervals}"
+    );
+    assert!(
+        sent.len() >= 8,
+        "the test traffic has at least 8 TCP/UDP flows: {sent:?}"
+    );
     assert!(sent.keys().any(|k| k.0 == 77), "the VLAN flow was captured");
     for (k, c) in &sent {
         eprintln!("  {k:?}: sent {c:?}, counted {:?}", counted.get(k));
     }
-    assert_eq!(counted, sent, "per-flow packets and bytes must equal what was sent, exactly");
+    assert_eq!(
+        counted, sent,
+        "per-flow packets and bytes must equal what was sent, exactly"
+    );
     drop(veth);
 }

@@ -32,8 +32,12 @@
 //! neighbours, nothing at all. With [`Ipv6Mode::Static`], each IPv6 address
 //! added joins its solicited-node multicast group and the kernel announces
 //! that with unsolicited MLDv2 reports (ICMPv6 type 143 behind a hop-by-hop
-//! header, sent from `::` since there is no link-local address), repeated
-//! over the following second or so. Count those separately or filter them.
+//! header, sent from `::` since there is no link-local address): two per
+//! address (the robustness variable), normally spread over a second, here
+//! squeezed into the few milliseconds after `ip addr add` by setting the
+//! unsolicited report interval to 1 ms. Nothing else follows, but a capture
+//! or a ledger started right after adding addresses may still see them:
+//! count them separately or filter them.
 
 use std::ffi::CString;
 use std::fmt;
@@ -269,7 +273,10 @@ impl NetNs {
 impl Drop for NetNs {
     fn drop(&mut self) {
         if let Err(e) = command("ip", &["netns", "del", &self.name]) {
-            eprintln!("netledger: could not delete network namespace {}: {e}", self.name);
+            eprintln!(
+                "netledger: could not delete network namespace {}: {e}",
+                self.name
+            );
         }
     }
 }
@@ -321,8 +328,9 @@ pub enum Ipv6Mode {
     Off,
     /// IPv6 on, but only the addresses added by hand: `addrgenmode none` (no
     /// link-local address, hence no DAD and no router solicitation),
-    /// `accept_ra=0`, `accept_dad=0`. Each address added still makes the
-    /// kernel send a few MLDv2 reports for its solicited-node group.
+    /// `accept_ra=0`, `accept_dad=0`, MLD unsolicited report interval 1 ms.
+    /// Each address added still makes the kernel send two MLDv2 reports for
+    /// its solicited-node group, within milliseconds.
     Static,
     /// Leave the kernel's IPv6 behaviour as it is.
     Kernel,
@@ -378,8 +386,7 @@ impl Iface {
 
     /// `ip link set dev IF up`
     pub fn set_up(&self) -> io::Result<()> {
-        self.ip(&["link", "set", "dev", &self.name, "up"])
-            .map(drop)
+        self.ip(&["link", "set", "dev", &self.name, "up"]).map(drop)
     }
 
     /// Sets the interface's IPv6 behaviour; takes full effect when the
@@ -445,14 +452,7 @@ impl Iface {
         let state = ethtool(&["-k", &self.name])?;
         let still_on: Vec<&str> = OFFLOADS
             .iter()
-            .filter(|(_, long)| {
-                state.lines().any(|line| {
-                    line.trim_start()
-                        .strip_prefix(long)
-                        .and_then(|rest| rest.strip_prefix(':'))
-                        .is_some_and(|v| v.trim() == "on")
-                })
-            })
+            .filter(|(_, long)| stuck_on(&state, long))
             .map(|(short, _)| *short)
             .collect();
         if !still_on.is_empty() {
@@ -482,7 +482,15 @@ impl Iface {
         let addr = addr.to_string();
         let mac = format_mac(mac);
         self.ip(&[
-            "neigh", "replace", &addr, "lladdr", &mac, "nud", "permanent", "dev", &self.name,
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            &mac,
+            "nud",
+            "permanent",
+            "dev",
+            &self.name,
         ])
         .map(drop)
     }
@@ -498,6 +506,28 @@ impl Iface {
         let name = self.name.as_str();
         self.run(|| ifindex_here(name))?
     }
+}
+
+/// Whether `ethtool -k` output shows feature `long` on although it is not
+/// fixed: `on` without `[fixed]` and, for a group such as tx-checksumming,
+/// with some member on and not fixed.
+fn stuck_on(state: &str, long: &str) -> bool {
+    let on = |v: &str| v.starts_with("on") && !v.contains("[fixed]");
+    let mut lines = state.lines();
+    let Some(value) = lines
+        .by_ref()
+        .find_map(|l| l.strip_prefix(long)?.strip_prefix(':'))
+    else {
+        return false;
+    };
+    if !on(value.trim()) {
+        return false;
+    }
+    let mut members = lines
+        .take_while(|l| l.starts_with(char::is_whitespace))
+        .peekable();
+    members.peek().is_none()
+        || members.any(|l| l.split_once(':').is_some_and(|(_, v)| on(v.trim())))
 }
 
 /// The index of `name` in the calling thread's namespace.
@@ -567,12 +597,7 @@ pub struct Veth {
 /// Creates veth `a` <-> `b`, each end made directly in its namespace (`None`:
 /// the calling thread's), so names only need to be unique there. Both ends
 /// start down; see [`Iface::prepare`].
-pub fn veth_pair(
-    a: &str,
-    a_ns: Option<&NetNs>,
-    b: &str,
-    b_ns: Option<&NetNs>,
-) -> io::Result<Veth> {
+pub fn veth_pair(a: &str, a_ns: Option<&NetNs>, b: &str, b_ns: Option<&NetNs>) -> io::Result<Veth> {
     let a = Iface::new(a_ns, a)?;
     let b = Iface::new(b_ns, b)?;
     let mut args = vec!["link", "add", a.name()];
@@ -654,7 +679,9 @@ fn bind_packet(fd: BorrowedFd<'_>, ifindex: u32, protocol: u16, iface: &str) -> 
         )
     };
     if ret != 0 {
-        return Err(os_error(format_args!("binding a packet socket to {iface:?}")));
+        return Err(os_error(format_args!(
+            "binding a packet socket to {iface:?}"
+        )));
     }
     Ok(())
 }
@@ -710,14 +737,8 @@ impl RawSocket {
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         loop {
             // SAFETY: the buffer is valid for its length.
-            let n = unsafe {
-                libc::send(
-                    self.fd.as_raw_fd(),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                )
-            };
+            let n =
+                unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -815,7 +836,9 @@ impl Capture {
         self.stop.store(true, Ordering::Release);
         let thread = self.thread.take().expect("a capture is stopped once");
         match thread.join() {
-            Ok(r) => r.map_err(|e| io::Error::new(e.kind(), format!("capture on {}: {e}", self.iface))),
+            Ok(r) => {
+                r.map_err(|e| io::Error::new(e.kind(), format!("capture on {}: {e}", self.iface)))
+            }
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }
@@ -836,8 +859,22 @@ fn capture_socket(iface: &str) -> io::Result<(OwnedFd, u32)> {
     let ifindex = ifindex_here(iface)?;
     let fd = packet_socket()?;
     let s = fd.as_fd();
-    if setsockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &CAPTURE_RCVBUF, "SO_RCVBUFFORCE").is_err() {
-        setsockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUF, &CAPTURE_RCVBUF, "SO_RCVBUF")?;
+    if setsockopt(
+        s,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        &CAPTURE_RCVBUF,
+        "SO_RCVBUFFORCE",
+    )
+    .is_err()
+    {
+        setsockopt(
+            s,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &CAPTURE_RCVBUF,
+            "SO_RCVBUF",
+        )?;
     }
     // Keep only outgoing frames in the kernel, so incoming traffic cannot
     // fill the buffer: ret pkttype == PACKET_OUTGOING ? all : 0.
@@ -859,13 +896,31 @@ fn capture_socket(iface: &str) -> io::Result<(OwnedFd, u32)> {
         len: filter.len() as libc::c_ushort,
         filter: filter.as_mut_ptr(),
     };
-    setsockopt(s, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog, "SO_ATTACH_FILTER")?;
-    setsockopt(s, libc::SOL_PACKET, libc::PACKET_AUXDATA, &1 as &libc::c_int, "PACKET_AUXDATA")?;
+    setsockopt(
+        s,
+        libc::SOL_SOCKET,
+        libc::SO_ATTACH_FILTER,
+        &prog,
+        "SO_ATTACH_FILTER",
+    )?;
+    setsockopt(
+        s,
+        libc::SOL_PACKET,
+        libc::PACKET_AUXDATA,
+        &1 as &libc::c_int,
+        "PACKET_AUXDATA",
+    )?;
     let timeout = libc::timeval {
         tv_sec: 0,
         tv_usec: CAPTURE_POLL.as_micros() as libc::suseconds_t,
     };
-    setsockopt(s, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout, "SO_RCVTIMEO")?;
+    setsockopt(
+        s,
+        libc::SOL_SOCKET,
+        libc::SO_RCVTIMEO,
+        &timeout,
+        "SO_RCVTIMEO",
+    )?;
     // Binding with a protocol starts the capture: only now, filter in place.
     bind_packet(s, ifindex, libc::ETH_P_ALL as u16, iface)?;
     Ok((fd, ifindex))
@@ -988,7 +1043,6 @@ fn recv_frame(
                     libc::ETH_P_8021Q as u16
                 };
                 vlan = Some((tpid, aux.tp_vlan_tci));
-                eprintln!("DEBUG auxdata vlan {tpid:#x} {}", aux.tp_vlan_tci);
             }
         }
         // SAFETY: as above.

@@ -297,11 +297,19 @@ static __always_inline __u32 count_flow(struct nl_flow_key *key, __u64 len, __u6
 	return NL_BUCKET_COUNTED;
 }
 
-/* Account the frame in SEEN and its bucket, between the two sequence bumps. */
-static __always_inline void account(struct nl_stats *st, __u32 bucket, __u64 len)
+/*
+ * The frame's accounting opens before its flow is touched and closes after
+ * its bucket is added, so a settled reading (done == started on every CPU)
+ * taken after a flow read includes every packet that flow read saw.
+ */
+static __always_inline void account_begin(struct nl_stats *st)
 {
 	*(volatile __u64 *)&st->started = st->started + 1;
 	compiler_barrier();
+}
+
+static __always_inline void account_end(struct nl_stats *st, __u32 bucket, __u64 len)
+{
 	st->bucket[NL_BUCKET_SEEN].packets += 1;
 	st->bucket[NL_BUCKET_SEEN].bytes += len;
 	st->bucket[bucket].packets += 1;
@@ -325,13 +333,15 @@ int nl_xdp(struct xdp_md *ctx)
 	if (!st)
 		return XDP_PASS;
 
+	account_begin(st);
 	bucket = parse_frame(data, end, len, &key);
 	if (bucket == NL_BUCKET_COUNTED) {
 		shape_key(&key);
 		bucket = count_flow(&key, len, bpf_ktime_get_coarse_ns());
 	}
+	/* Bounds the index for the verifier; every bucket returned is below it. */
 	if (bucket >= NL_NR_BUCKETS)
-		return XDP_PASS;
-	account(st, bucket, len);
+		bucket = NL_BUCKET_MALFORMED;
+	account_end(st, bucket, len);
 	return XDP_PASS;
 }
