@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use netledger::{KeyMode, LedgerConfig, XdpMode};
+use netledger::{KeyMode, LedgerConfig, Strategy, XdpMode};
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +73,25 @@ impl From<XdpModeArg> for XdpMode {
     }
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum StrategyArg {
+    /// Counters behind per-flow spin locks: live coherent reads, lossless
+    /// in-kernel cuts and resets, idle keys evicted.
+    Lock,
+    /// Lock-free per-CPU counters, cut by swapping maps: cheapest data path,
+    /// no live reads, intervals of at least one RCU grace period (~50 ms).
+    Swap,
+}
+
+impl From<StrategyArg> for Strategy {
+    fn from(s: StrategyArg) -> Self {
+        match s {
+            StrategyArg::Lock => Strategy::Lock,
+            StrategyArg::Swap => Strategy::Swap,
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// Aligned text, with rates.
@@ -102,6 +121,13 @@ pub struct KeyOpts {
     /// Capacity of the flow map; packets of new flows beyond it are counted in map_full.
     #[arg(long, value_name = "N", default_value_t = 65536)]
     max_flows: u32,
+    /// How counters are kept and cut (see `lock` and `swap` below).
+    #[arg(long, value_enum, default_value = "lock")]
+    strategy: StrategyArg,
+    /// Evict a flow after N intervals without traffic, so the map does not
+    /// fill up (0: never). Nothing counted is lost by an eviction.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    evict_idle: u32,
 }
 
 impl KeyOpts {
@@ -112,6 +138,8 @@ impl KeyOpts {
             prefix4: self.prefix4,
             prefix6: self.prefix6,
             max_flows: self.max_flows,
+            strategy: self.strategy.into(),
+            idle_cuts: self.evict_idle,
         }
     }
 }
@@ -123,7 +151,9 @@ pub struct WatchArgs {
     iface: String,
     #[command(flatten)]
     key: KeyOpts,
-    /// Interval length, e.g. 1s, 250ms, 2m.
+    /// Interval length, e.g. 1s, 250ms, 2m. Each interval is cut exactly: every
+    /// packet is in exactly one. With --strategy swap a cut waits for an RCU
+    /// grace period (~50 ms here), so shorter intervals stretch to that.
     #[arg(long, value_name = "D", default_value = "1s", value_parser = parse_duration)]
     interval: Duration,
     /// Stop after this many intervals (default: run until SIGINT/SIGTERM).

@@ -99,6 +99,7 @@ struct BucketsRecord {
     non_ip: Count,
     malformed: Count,
     map_full: Count,
+    evict_race: Count,
 }
 
 #[derive(Serialize)]
@@ -189,6 +190,7 @@ impl<W: Write> Printer<W> {
                 non_ip: b.get(Bucket::NonIp),
                 malformed: b.get(Bucket::Malformed),
                 map_full: b.get(Bucket::MapFull),
+                evict_race: b.get(Bucket::EvictRace),
             },
         };
         serde_json::to_writer(&mut self.out, &rec)?;

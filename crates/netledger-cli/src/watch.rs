@@ -3,10 +3,10 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use netledger::{Ledger, Snapshot};
+use netledger::Ledger;
 
 use crate::output::Printer;
 use crate::WatchArgs;
@@ -53,13 +53,12 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
     netledger::xdp_program_id(&args.iface)?;
     install_stop_handlers()?;
 
+    // The first interval starts at load, before attaching: nothing is missed.
     let ledger = Ledger::load(cfg.clone())?;
-    // The map is empty before attaching: that is the first interval's start.
-    let mut prev = Snapshot::empty(SystemTime::now());
     let attachment = ledger.attach_xdp(&args.iface, args.xdp_mode.into())?;
     eprintln!(
-        "netledger: counting ingress on {} ({} XDP, key {}); Ctrl-C to stop",
-        attachment.iface, attachment.mode, cfg.key_mode
+        "netledger: counting ingress on {} ({} XDP, key {}, strategy {}); Ctrl-C to stop",
+        attachment.iface, attachment.mode, cfg.key_mode, cfg.strategy
     );
 
     let stdout = io::stdout();
@@ -76,15 +75,13 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
             drop(attachment.take());
             ledger.wait_for_programs()?;
         }
-        let cur = ledger.snapshot()?;
-        let interval = cur.since(&prev);
+        let interval = ledger.cut()?;
         if let Err(e) = printer.interval(&interval) {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 return Ok(ExitCode::SUCCESS);
             }
             return Err(e).context("writing the interval");
         }
-        prev = cur;
         done += 1;
         if last {
             break;

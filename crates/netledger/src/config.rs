@@ -65,6 +65,34 @@ impl FromStr for KeyMode {
     }
 }
 
+/// How counters are kept, read and cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Strategy {
+    /// One counter per flow behind a spin lock: coherent live reads, cuts
+    /// and resets by an in-kernel exchange, idle keys evicted.
+    #[default]
+    Lock,
+    /// Per-CPU counters without locks or atomics in map-in-map inner maps;
+    /// a cut swaps in the spare maps and reads the old ones after an RCU
+    /// grace period. No live reads; a cut takes at least one grace period.
+    Swap,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Lock => "lock",
+            Strategy::Swap => "swap",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How the XDP program is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum XdpMode {
@@ -121,6 +149,10 @@ pub struct LedgerConfig {
     pub prefix6: Option<u8>,
     /// Capacity of the flow map; packets of new keys beyond it land in `map_full`.
     pub max_flows: u32,
+    pub strategy: Strategy,
+    /// Evict a key after this many consecutive cuts without traffic (0:
+    /// never). Strategy `lock`; `swap` starts every interval empty anyway.
+    pub idle_cuts: u32,
 }
 
 impl Default for LedgerConfig {
@@ -131,6 +163,8 @@ impl Default for LedgerConfig {
             prefix4: None,
             prefix6: None,
             max_flows: 65536,
+            strategy: Strategy::Lock,
+            idle_cuts: 0,
         }
     }
 }

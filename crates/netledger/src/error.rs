@@ -42,6 +42,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("{what} needs --strategy lock (swap keeps no per-key state between cuts)")]
+    NeedsLockStrategy { what: &'static str },
     #[error("the per-CPU statistics never settled after {tries} reads (a CPU stayed mid-update)")]
     StatsUnsettled { tries: u32 },
 }

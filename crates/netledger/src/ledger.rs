@@ -1,29 +1,31 @@
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use libbpf_rs::{MapCore, ObjectBuilder};
 
-use crate::config::{LedgerConfig, XdpMode};
+use crate::config::{LedgerConfig, Strategy, XdpMode};
 use crate::error::{Error, Result};
 use crate::key::FlowKey;
-use crate::snapshot::{Buckets, Count, Snapshot};
+use crate::lock::{KeyFilter, LockBackend};
+use crate::snapshot::{Buckets, Count, Interval, Snapshot};
+use crate::swap::SwapBackend;
 use crate::sys;
-use crate::types::{nl_counter, nl_flow_key, nl_stats, rodata};
+use crate::types::{nl_config, nl_flow_key, nl_stats};
 
 /// Where the kernel publishes its own BTF; the data path is verified against it.
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// The kernel's internal "operation not supported" (not in libc).
-const ENOTSUPP: i32 = 524;
+pub(crate) const ENOTSUPP: i32 = 524;
 
 /// The id of the XDP program attached to `iface` in any mode, if one is.
 pub fn xdp_program_id(iface: &str) -> Result<Option<u32>> {
-    let ifindex = sys::ifindex(iface).ok_or_else(|| Error::InterfaceNotFound {
-        name: iface.to_string(),
-    })?;
+    let ifindex = sys::ifindex(iface).ok_or_else(|| Error::InterfaceNotFound { name: iface.to_string() })?;
     let id = sys::xdp_query_id(ifindex, 0).map_err(|source| Error::Attach {
         iface: iface.to_string(),
         source,
@@ -42,7 +44,7 @@ pub enum ReadMode {
 }
 
 impl ReadMode {
-    fn flags(self) -> u64 {
+    pub(crate) fn flags(self) -> u64 {
         match self {
             ReadMode::Locked => libbpf_sys::BPF_F_LOCK as u64,
             ReadMode::Unlocked => 0,
@@ -50,18 +52,30 @@ impl ReadMode {
     }
 }
 
-/// A loaded data path: the XDP program and its maps.
+#[derive(Debug)]
+pub(crate) enum Backend {
+    Lock(LockBackend),
+    Swap(SwapBackend),
+}
+
+/// Where the last cut left off.
+#[derive(Debug)]
+struct CutState {
+    at: SystemTime,
+    buckets: Buckets,
+}
+
+/// A loaded data path: the XDP program and its maps, for one strategy.
 ///
 /// Only descriptors are kept, so a `Ledger` is `Send + Sync` and may be read
 /// from several threads while others drive it through test_run.
 #[derive(Debug)]
 pub struct Ledger {
     cfg: LedgerConfig,
-    prog: OwnedFd,
-    flows: OwnedFd,
-    stats: OwnedFd,
+    pub(crate) backend: Backend,
     grace: sys::GraceMaps,
     ncpus: usize,
+    cut: Mutex<CutState>,
 }
 
 /// One BPF_PROG_TEST_RUN of the data path.
@@ -116,7 +130,7 @@ fn has_bpf_capabilities() -> bool {
     has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
 }
 
-fn map_err(op: &'static str, map: &'static str) -> impl FnOnce(io::Error) -> Error {
+pub(crate) fn map_err(op: &'static str, map: &'static str) -> impl FnOnce(io::Error) -> Error {
     move |source| Error::Map { op, map, source }
 }
 
@@ -128,65 +142,107 @@ fn load_err(source: libbpf_rs::Error) -> Error {
     }
 }
 
+/// Open an embedded object, write `cfg` into its `.rodata` (which holds only
+/// `nl_cfg`), size its maps, load it, and return duplicated descriptors of
+/// the named programs and maps (the object itself is closed).
+pub(crate) fn load_object(
+    bytes: &[u8],
+    cfg: &LedgerConfig,
+    sizes: &[(&str, u32)],
+    progs: &[&str],
+    maps: &[&str],
+) -> Result<HashMap<String, OwnedFd>> {
+    cfg.validate()?;
+    preflight()?;
+    let mut open = ObjectBuilder::default()
+        .name("netledger")
+        .map_err(load_err)?
+        .open_memory(bytes)
+        .map_err(load_err)?;
+    for mut map in open.maps_mut() {
+        let name = map.name().to_string_lossy().into_owned();
+        if name.ends_with(".rodata") {
+            let data = map.initial_value_mut().expect(".rodata has an initial value");
+            assert_eq!(data.len(), std::mem::size_of::<nl_config>(), ".rodata holds only nl_cfg");
+            // SAFETY: the section is exactly an nl_config (same BTF), checked above.
+            unsafe { std::ptr::write_unaligned(data.as_mut_ptr().cast::<nl_config>(), cfg.to_raw()) };
+        } else if let Some((_, n)) = sizes.iter().find(|(m, _)| *m == name) {
+            map.set_max_entries(*n).map_err(load_err)?;
+        }
+    }
+    let obj = open.load().map_err(load_err)?;
+    let dup = |fd: BorrowedFd<'_>| fd.try_clone_to_owned().map_err(map_err("dup", "object"));
+    let mut out = HashMap::new();
+    for p in obj.progs() {
+        let name = p.name().to_string_lossy().into_owned();
+        if progs.contains(&name.as_str()) {
+            out.insert(name, dup(p.as_fd())?);
+        }
+    }
+    for m in obj.maps() {
+        let name = m.name().to_string_lossy().into_owned();
+        let key = if name.ends_with(".rodata") { ".rodata".to_string() } else { name };
+        if maps.contains(&key.as_str()) {
+            out.insert(key, dup(m.as_fd())?);
+        }
+    }
+    Ok(out)
+}
+
+/// The conservation buckets, summed over CPUs, from a reading in which no
+/// CPU was half-way through accounting a packet.
+pub(crate) fn read_buckets(stats: BorrowedFd<'_>, ncpus: usize) -> Result<Buckets> {
+    const TRIES: u32 = 10_000;
+    for _ in 0..TRIES {
+        let per_cpu: Vec<nl_stats> = sys::lookup_percpu(stats, 0, ncpus).map_err(map_err("lookup", "nl_stats"))?;
+        if per_cpu.iter().all(|s| s.done == s.started) {
+            return Ok(sum_buckets(&per_cpu));
+        }
+        std::hint::spin_loop();
+    }
+    Err(Error::StatsUnsettled { tries: TRIES })
+}
+
+pub(crate) fn sum_buckets(per_cpu: &[nl_stats]) -> Buckets {
+    let mut b = Buckets::default();
+    for s in per_cpu {
+        for (i, c) in s.bucket.iter().enumerate() {
+            b.counts[i].add(Count::from(*c));
+        }
+        b.reroutes += s.reroutes;
+    }
+    b
+}
+
 impl Ledger {
     /// Load the data path with `cfg`. Nothing is attached yet.
     pub fn load(cfg: LedgerConfig) -> Result<Ledger> {
-        cfg.validate()?;
-        preflight()?;
-        let mut open = ObjectBuilder::default()
-            .name("netledger")
-            .map_err(load_err)?
-            .open_memory(crate::objects::NETLEDGER)
-            .map_err(load_err)?;
-        for mut map in open.maps_mut() {
-            let name = map.name().to_string_lossy().into_owned();
-            if name.ends_with(".rodata") {
-                let data = map
-                    .initial_value_mut()
-                    .expect(".rodata has an initial value");
-                assert!(data.len() >= std::mem::size_of::<rodata>());
-                let ro = rodata {
-                    nl_cfg: cfg.to_raw(),
-                };
-                // SAFETY: the section is at least as large as `rodata`, whose
-                // layout is the section's (both come from the same BTF).
-                unsafe { std::ptr::write_unaligned(data.as_mut_ptr().cast::<rodata>(), ro) };
-            } else if name == "nl_flows" {
-                map.set_max_entries(cfg.max_flows).map_err(load_err)?;
-            }
-        }
-        let obj = open.load().map_err(load_err)?;
-
-        let dup = |fd: BorrowedFd<'_>| {
-            fd.try_clone_to_owned().map_err(|e| Error::Map {
-                op: "dup",
-                map: "object",
-                source: e,
-            })
+        let backend = match cfg.strategy {
+            Strategy::Lock => Backend::Lock(LockBackend::load(&cfg)?),
+            Strategy::Swap => Backend::Swap(SwapBackend::load(&cfg)?),
         };
-        let mut prog = None;
-        for p in obj.progs() {
-            if p.name() == "nl_xdp" {
-                prog = Some(dup(p.as_fd())?);
-            }
-        }
-        let (mut flows, mut stats) = (None, None);
-        for m in obj.maps() {
-            match m.name().to_str() {
-                Some("nl_flows") => flows = Some(dup(m.as_fd())?),
-                Some("nl_stats") => stats = Some(dup(m.as_fd())?),
-                _ => {}
-            }
-        }
-        // The object can go now: our descriptors keep program and maps alive.
-        drop(obj);
         Ok(Ledger {
-            cfg,
-            prog: prog.expect("object has nl_xdp"),
-            flows: flows.expect("object has nl_flows"),
-            stats: stats.expect("object has nl_stats"),
+            backend,
             grace: sys::GraceMaps::create().map_err(map_err("create", "nl_grace"))?,
             ncpus: sys::possible_cpus().map_err(map_err("count CPUs", "nl_stats"))?,
+            cut: Mutex::new(CutState {
+                at: SystemTime::now(),
+                buckets: Buckets::default(),
+            }),
+            cfg,
+        })
+    }
+
+    pub(crate) fn from_backend(cfg: LedgerConfig, backend: Backend, buckets: Buckets) -> Result<Ledger> {
+        Ok(Ledger {
+            backend,
+            grace: sys::GraceMaps::create().map_err(map_err("create", "nl_grace"))?,
+            ncpus: sys::possible_cpus().map_err(map_err("count CPUs", "nl_stats"))?,
+            cut: Mutex::new(CutState {
+                at: SystemTime::now(),
+                buckets,
+            }),
+            cfg,
         })
     }
 
@@ -196,19 +252,22 @@ impl Ledger {
 
     /// The data path program, for test_run harnesses.
     pub fn program(&self) -> BorrowedFd<'_> {
-        self.prog.as_fd()
+        match &self.backend {
+            Backend::Lock(b) => b.prog.as_fd(),
+            Backend::Swap(b) => b.program(),
+        }
     }
 
-    /// The flow map, for harnesses that read it their own way.
-    pub fn flow_map(&self) -> BorrowedFd<'_> {
-        self.flows.as_fd()
+    fn lock_backend(&self, what: &'static str) -> Result<&LockBackend> {
+        match &self.backend {
+            Backend::Lock(b) => Ok(b),
+            Backend::Swap(_) => Err(Error::NeedsLockStrategy { what }),
+        }
     }
 
     /// Attach the data path to `iface` (XDP, ingress).
     pub fn attach_xdp(&self, iface: &str, mode: XdpMode) -> Result<Attachment> {
-        let ifindex = sys::ifindex(iface).ok_or_else(|| Error::InterfaceNotFound {
-            name: iface.to_string(),
-        })?;
+        let ifindex = sys::ifindex(iface).ok_or_else(|| Error::InterfaceNotFound { name: iface.to_string() })?;
         let attempts: &[XdpMode] = match mode {
             XdpMode::Auto => &[XdpMode::Native, XdpMode::Generic],
             XdpMode::Native => &[XdpMode::Native],
@@ -220,7 +279,7 @@ impl Ledger {
                 XdpMode::Native => libbpf_sys::XDP_FLAGS_DRV_MODE,
                 _ => libbpf_sys::XDP_FLAGS_SKB_MODE,
             };
-            match sys::xdp_link(self.prog.as_fd(), ifindex, flags) {
+            match sys::xdp_link(self.program(), ifindex, flags) {
                 Ok(link) => {
                     return Ok(Attachment {
                         iface: iface.to_string(),
@@ -239,12 +298,8 @@ impl Ledger {
                 iface: iface.to_string(),
                 mode: m.name(),
             },
-            Some(libc::EBUSY) | Some(libc::EEXIST) => Error::XdpBusy {
-                iface: iface.to_string(),
-            },
-            Some(libc::ENODEV) => Error::InterfaceNotFound {
-                name: iface.to_string(),
-            },
+            Some(libc::EBUSY) | Some(libc::EEXIST) => Error::XdpBusy { iface: iface.to_string() },
+            Some(libc::ENODEV) => Error::InterfaceNotFound { name: iface.to_string() },
             _ => Error::Attach {
                 iface: iface.to_string(),
                 source: e,
@@ -261,97 +316,106 @@ impl Ledger {
 
     /// Run the data path on `frame` `repeat` times (BPF_PROG_TEST_RUN).
     pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<TestRun> {
-        test_run(self.prog.as_fd(), frame, repeat)
+        test_run(self.program(), frame, repeat)
     }
 
-    /// Every flow's raw key and counters. Batched; falls back to one
-    /// lookup per key where the kernel has no batch ops for the map.
-    pub fn raw_flows(&self, mode: ReadMode) -> Result<Vec<(nl_flow_key, nl_counter)>> {
-        let mut out = Vec::new();
-        match sys::lookup_batch(self.flows.as_fd(), mode.flags(), 1024, &mut out) {
-            Ok(()) => Ok(out),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINVAL) | Some(ENOTSUPP) | Some(libc::EOPNOTSUPP)
-                ) =>
-            {
-                self.raw_flows_per_element(mode)
-            }
-            Err(e) => Err(map_err("batch lookup", "nl_flows")(e)),
-        }
+    /// Every live flow's raw key and counts since the last cut, each copied
+    /// with `mode` (strategy `lock`).
+    pub fn raw_flows(&self, mode: ReadMode) -> Result<Vec<(nl_flow_key, Count)>> {
+        self.lock_backend("live flow reads")?.raw_flows(mode)
     }
 
-    /// Every flow, one syscall per key (the fallback, and a benchmark baseline).
-    pub fn raw_flows_per_element(&self, mode: ReadMode) -> Result<Vec<(nl_flow_key, nl_counter)>> {
-        let fd = self.flows.as_fd();
-        let mut out = Vec::new();
-        let mut cur: Option<nl_flow_key> = None;
-        while let Some(key) =
-            sys::next_key(fd, cur.as_ref()).map_err(map_err("next key", "nl_flows"))?
-        {
-            // A key deleted between the two calls is simply gone.
-            if let Some(v) =
-                sys::lookup_elem(fd, &key, mode.flags()).map_err(map_err("lookup", "nl_flows"))?
-            {
-                out.push((key, v));
-            }
-            cur = Some(key);
-        }
-        Ok(out)
+    /// The same with one syscall per key (the fallback, and a baseline).
+    pub fn raw_flows_per_element(&self, mode: ReadMode) -> Result<Vec<(nl_flow_key, Count)>> {
+        self.lock_backend("live flow reads")?.raw_flows_per_element(mode)
     }
 
-    /// The conservation buckets, summed over CPUs, from a reading in which no
-    /// CPU was half-way through accounting a packet.
+    /// One key's counts since the last cut, copied with `mode`.
+    pub fn lookup_raw(&self, key: &nl_flow_key, mode: ReadMode) -> Result<Option<Count>> {
+        self.lock_backend("live flow reads")?.lookup(key, mode)
+    }
+
+    /// The conservation buckets since load (strategy `lock`) or since the
+    /// last cut (`swap`), from a settled reading.
     pub fn buckets(&self) -> Result<Buckets> {
-        const TRIES: u32 = 10_000;
-        for _ in 0..TRIES {
-            let per_cpu: Vec<nl_stats> = sys::lookup_percpu(self.stats.as_fd(), 0, self.ncpus)
-                .map_err(map_err("lookup", "nl_stats"))?;
-            if per_cpu.iter().all(|s| s.done == s.started) {
-                let mut b = Buckets::default();
-                for s in &per_cpu {
-                    for (i, c) in s.bucket.iter().enumerate() {
-                        b.0[i].add(Count::from(*c));
-                    }
-                }
-                return Ok(b);
-            }
-            std::hint::spin_loop();
+        match &self.backend {
+            Backend::Lock(b) => read_buckets(b.stats.as_fd(), self.ncpus),
+            Backend::Swap(b) => b.buckets(self.ncpus),
         }
-        Err(Error::StatsUnsettled { tries: TRIES })
     }
 
     /// The buckets summed without waiting for settled CPUs (to show why the
     /// sequence counters matter).
     pub fn buckets_unsettled(&self) -> Result<Buckets> {
-        let per_cpu: Vec<nl_stats> = sys::lookup_percpu(self.stats.as_fd(), 0, self.ncpus)
-            .map_err(map_err("lookup", "nl_stats"))?;
-        let mut b = Buckets::default();
-        for s in &per_cpu {
-            for (i, c) in s.bucket.iter().enumerate() {
-                b.0[i].add(Count::from(*c));
-            }
-        }
-        Ok(b)
+        let b = self.lock_backend("unsettled bucket reads")?;
+        let per_cpu: Vec<nl_stats> =
+            sys::lookup_percpu(b.stats.as_fd(), 0, self.ncpus).map_err(map_err("lookup", "nl_stats"))?;
+        Ok(sum_buckets(&per_cpu))
     }
 
-    /// A coherent snapshot: every flow copied under its lock, then the buckets.
+    /// A live, coherent snapshot (strategy `lock`): every flow's counts since
+    /// the last cut, each copied under its lock, then the buckets since load.
     pub fn snapshot(&self) -> Result<Snapshot> {
         let at = SystemTime::now();
         let raw = self.raw_flows(ReadMode::Locked)?;
         let mut snap = Snapshot::empty(at);
-        for (k, v) in raw {
-            snap.flows
-                .entry(FlowKey::from_raw(&k, &self.cfg))
-                .or_default()
-                .add(Count {
-                    packets: v.packets,
-                    bytes: v.bytes,
-                });
+        for (k, c) in raw {
+            snap.flows.entry(FlowKey::from_raw(&k, &self.cfg)).or_default().add(c);
         }
         snap.buckets = self.buckets()?;
         Ok(snap)
+    }
+
+    /// Cut an interval: everything counted since the previous cut (or load),
+    /// taken out of the kernel without losing or double-counting a packet.
+    /// Successive cuts partition the traffic: each packet is in exactly one.
+    pub fn cut(&self) -> Result<Interval> {
+        let mut state = self.cut.lock().unwrap_or_else(|e| e.into_inner());
+        let (flows, buckets, end) = match &self.backend {
+            Backend::Lock(b) => {
+                let got = b.exchange(None, self.cfg.idle_cuts)?;
+                let end = SystemTime::now();
+                if !got.evicted.is_empty() {
+                    // Evicted slots go back only once no writer can hold them.
+                    self.wait_for_programs()?;
+                    b.recycle(&got.evicted)?;
+                }
+                let total = read_buckets(b.stats.as_fd(), self.ncpus)?;
+                let delta = total.since(&state.buckets);
+                state.buckets = total;
+                let mut evicted = delta;
+                evicted.evicted = got.evicted.len() as u64;
+                let flows = got.records.iter().map(|r| (r.key, Count { packets: r.packets, bytes: r.bytes }));
+                (self.group(flows), evicted, end)
+            }
+            Backend::Swap(b) => {
+                let (raw, buckets) = b.cut(&self.grace, self.ncpus)?;
+                let end = SystemTime::now();
+                (self.group(raw.into_iter()), buckets, end)
+            }
+        };
+        let interval = Interval::new(state.at, end, flows, buckets);
+        state.at = end;
+        Ok(interval)
+    }
+
+    /// Take the counts of the keys `filter` selects out of the ledger (all
+    /// keys for None), losslessly, and return them (strategy `lock`).
+    pub fn reset(&self, filter: Option<&KeyFilter>) -> Result<Vec<(FlowKey, Count)>> {
+        let b = self.lock_backend("reset")?;
+        let _state = self.cut.lock().unwrap_or_else(|e| e.into_inner());
+        let got = b.exchange(filter, 0)?;
+        let flows = got.records.iter().map(|r| (r.key, Count { packets: r.packets, bytes: r.bytes }));
+        Ok(self.group(flows))
+    }
+
+    /// Decode raw keys and add up records of the same key.
+    fn group(&self, raw: impl Iterator<Item = (nl_flow_key, Count)>) -> Vec<(FlowKey, Count)> {
+        let mut by_key: HashMap<FlowKey, Count> = HashMap::new();
+        for (k, c) in raw {
+            by_key.entry(FlowKey::from_raw(&k, &self.cfg)).or_default().add(c);
+        }
+        by_key.into_iter().filter(|(_, c)| !c.is_zero()).collect()
     }
 }
 
@@ -362,8 +426,7 @@ impl Attachment {
 
 /// BPF_PROG_TEST_RUN of any XDP program: mean ns per run, the verdict, the frame.
 pub(crate) fn test_run(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> Result<TestRun> {
-    let out =
-        sys::test_run(prog, frame, None, repeat).map_err(|source| Error::TestRun { source })?;
+    let out = sys::test_run(prog, frame, None, repeat).map_err(|source| Error::TestRun { source })?;
     Ok(TestRun {
         retval: out.retval,
         duration_ns: out.duration_ns,
@@ -391,11 +454,7 @@ impl EmptyProgram {
             .expect("bench object has nl_empty")
             .as_fd()
             .try_clone_to_owned()
-            .map_err(|e| Error::Map {
-                op: "dup",
-                map: "object",
-                source: e,
-            })?;
+            .map_err(map_err("dup", "object"))?;
         Ok(EmptyProgram { prog })
     }
 

@@ -11,12 +11,14 @@ mod config;
 mod error;
 mod key;
 mod ledger;
+mod lock;
 mod snapshot;
+mod swap;
 mod sys;
 
 pub mod netns;
 
-pub use config::{KeyMode, LedgerConfig, XdpMode};
+pub use config::{KeyMode, LedgerConfig, Strategy, XdpMode};
 pub use error::{Error, Result};
 pub use key::{Addr, FlowKey, L4};
 pub use ledger::{
@@ -28,15 +30,19 @@ pub use snapshot::{Bucket, Buckets, Count, Interval, Snapshot};
 pub mod types {
     mod skel {
         #![allow(clippy::all, unused_imports, dead_code, non_camel_case_types)]
-        include!(concat!(env!("OUT_DIR"), "/netledger.skel.rs"));
+        include!(concat!(env!("OUT_DIR"), "/lock.skel.rs"));
     }
-    pub use skel::types::{nl_config, nl_count, nl_counter, nl_flow_key, nl_stats, rodata};
+    pub use skel::types::{
+        nl_config, nl_count, nl_exchange_req, nl_flow_key, nl_record, nl_slot, nl_stats,
+    };
 
     // The C header is the one definition; these catch a Rust side that drifted.
     const _: () = assert!(std::mem::size_of::<nl_flow_key>() == 44);
-    const _: () = assert!(std::mem::size_of::<nl_counter>() == 40);
+    const _: () = assert!(std::mem::size_of::<nl_slot>() == 88);
     const _: () = assert!(std::mem::size_of::<nl_count>() == 16);
-    const _: () = assert!(std::mem::size_of::<nl_stats>() == 8 + 16 * 5 + 8);
+    const _: () = assert!(std::mem::size_of::<nl_stats>() == 8 + 16 * NL_NR_BUCKETS + 8 + 8);
+    const _: () = assert!(std::mem::size_of::<nl_exchange_req>() == 16 + 2 * 44);
+    const _: () = assert!(std::mem::size_of::<nl_record>() == 88);
     const _: () = assert!(std::mem::size_of::<nl_config>() == 28);
 
     /// Bucket indices (`enum nl_bucket`).
@@ -45,7 +51,13 @@ pub mod types {
     pub const NL_BUCKET_NON_IP: usize = 2;
     pub const NL_BUCKET_MALFORMED: usize = 3;
     pub const NL_BUCKET_MAP_FULL: usize = 4;
-    pub const NL_NR_BUCKETS: usize = 5;
+    pub const NL_BUCKET_EVICT_RACE: usize = 5;
+    pub const NL_NR_BUCKETS: usize = 6;
+
+    /// `enum nl_slot_state`.
+    pub const NL_SLOT_FREE: u32 = 0;
+    pub const NL_SLOT_LIVE: u32 = 1;
+    pub const NL_SLOT_TOMBSTONE: u32 = 2;
 
     /// `enum nl_key_flags`.
     pub const NL_KEY_F_PORTS: u8 = 1;
@@ -55,7 +67,8 @@ pub mod types {
 
 /// The compiled BPF objects, embedded in the binary.
 pub(crate) mod objects {
-    pub const NETLEDGER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/netledger.bpf.o"));
+    pub const LOCK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lock.bpf.o"));
+    pub const SWAP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/swap.bpf.o"));
     pub const BENCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/bench.bpf.o"));
 }
 

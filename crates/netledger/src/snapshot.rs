@@ -55,6 +55,8 @@ pub enum Bucket {
     Malformed,
     /// A new flow found the flow map full.
     MapFull,
+    /// Met its flow while it was being evicted, twice over: not attributable.
+    EvictRace,
 }
 
 impl Bucket {
@@ -64,6 +66,7 @@ impl Bucket {
         Bucket::NonIp,
         Bucket::Malformed,
         Bucket::MapFull,
+        Bucket::EvictRace,
     ];
     /// The buckets that partition `Seen`.
     pub const PARTS: [Bucket; NL_NR_BUCKETS - 1] = [
@@ -71,6 +74,7 @@ impl Bucket {
         Bucket::NonIp,
         Bucket::Malformed,
         Bucket::MapFull,
+        Bucket::EvictRace,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +84,7 @@ impl Bucket {
             Bucket::NonIp => "non_ip",
             Bucket::Malformed => "malformed",
             Bucket::MapFull => "map_full",
+            Bucket::EvictRace => "evict_race",
         }
     }
 
@@ -88,13 +93,24 @@ impl Bucket {
     }
 }
 
-/// A reading of every conservation bucket.
+/// A reading of every conservation bucket, and two counters beside them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Buckets(pub [Count; NL_NR_BUCKETS]);
+pub struct Buckets {
+    pub counts: [Count; NL_NR_BUCKETS],
+    /// Packets that met an evicted slot and were counted in their key's new
+    /// one (already in `counted`; shows the eviction race was run).
+    pub reroutes: u64,
+    /// Keys evicted (cuts only).
+    pub evicted: u64,
+}
 
 impl Buckets {
     pub fn get(&self, b: Bucket) -> Count {
-        self.0[b.index()]
+        self.counts[b.index()]
+    }
+
+    pub fn add_to(&mut self, b: Bucket, c: Count) {
+        self.counts[b.index()].add(c);
     }
 
     /// `seen == counted + non_ip + malformed + map_full`, packets and bytes.
@@ -108,9 +124,10 @@ impl Buckets {
 
     pub fn since(&self, earlier: &Buckets) -> Buckets {
         let mut out = Buckets::default();
-        for (i, c) in out.0.iter_mut().enumerate() {
-            *c = self.0[i].since(earlier.0[i]);
+        for (i, c) in out.counts.iter_mut().enumerate() {
+            *c = self.counts[i].since(earlier.counts[i]);
         }
+        out.reroutes = self.reroutes.wrapping_sub(earlier.reroutes);
         out
     }
 }
@@ -173,6 +190,27 @@ pub struct Interval {
 }
 
 impl Interval {
+    /// An interval of these flows (zero counts dropped, most bytes first).
+    pub fn new(start: SystemTime, end: SystemTime, flows: Vec<(FlowKey, Count)>, buckets: Buckets) -> Interval {
+        let mut flows: Vec<(FlowKey, Count)> = flows.into_iter().filter(|(_, c)| !c.is_zero()).collect();
+        flows.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(b.1.packets.cmp(&a.1.packets)).then(a.0.cmp(&b.0)));
+        Interval {
+            start,
+            end,
+            flows,
+            buckets,
+        }
+    }
+
+    /// The sum of the flow records.
+    pub fn flow_total(&self) -> Count {
+        let mut t = Count::default();
+        for (_, c) in &self.flows {
+            t.add(*c);
+        }
+        t
+    }
+
     pub fn duration(&self) -> Duration {
         self.end.duration_since(self.start).unwrap_or_default()
     }

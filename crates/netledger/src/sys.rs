@@ -21,7 +21,8 @@ fn check(ret: i32) -> io::Result<i32> {
 /// Every bit pattern must be a valid value (no references, enums or bools).
 pub unsafe trait Pod: Copy + Default {}
 unsafe impl Pod for crate::types::nl_flow_key {}
-unsafe impl Pod for crate::types::nl_counter {}
+unsafe impl Pod for crate::types::nl_slot {}
+unsafe impl Pod for crate::types::nl_record {}
 unsafe impl Pod for crate::types::nl_stats {}
 unsafe impl Pod for u32 {}
 
@@ -139,6 +140,60 @@ pub fn lookup_percpu<V: Pod>(fd: BorrowedFd<'_>, key: u32, ncpus: usize) -> io::
     Ok((0..ncpus)
         .map(|i| unsafe { std::ptr::read_unaligned(buf[i * stride..].as_ptr().cast::<V>()) })
         .collect())
+}
+
+/// Push `value` onto a BPF queue map.
+pub fn queue_push(fd: BorrowedFd<'_>, value: u32) -> io::Result<()> {
+    check(unsafe {
+        libbpf_sys::bpf_map_update_elem(fd.as_raw_fd(), std::ptr::null(), (&value as *const u32).cast(), 0)
+    })
+    .map(drop)
+}
+
+/// The first `n` values of an array map, in as few syscalls as possible.
+pub fn lookup_array_prefix<V: Pod>(fd: BorrowedFd<'_>, n: u32) -> io::Result<Vec<V>> {
+    let mut vals: Vec<V> = vec![V::default(); n as usize];
+    let mut keys: Vec<u32> = vec![0; n as usize];
+    let mut done = 0u32;
+    let mut token_in = 0u32;
+    let mut token_out = 0u32;
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        elem_flags: 0,
+        flags: 0,
+    };
+    while done < n {
+        let mut count = n - done;
+        let in_ptr = if done == 0 {
+            std::ptr::null_mut()
+        } else {
+            (&mut token_in as *mut u32).cast()
+        };
+        let ret = unsafe {
+            libbpf_sys::bpf_map_lookup_batch(
+                fd.as_raw_fd(),
+                in_ptr,
+                (&mut token_out as *mut u32).cast(),
+                keys[done as usize..].as_mut_ptr().cast(),
+                vals[done as usize..].as_mut_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        let end = match check(ret) {
+            Ok(_) => false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        };
+        done += count;
+        token_in = token_out;
+        if end || count == 0 {
+            break;
+        }
+    }
+    vals.truncate(done as usize);
+    Ok(vals)
 }
 
 /// Number of possible CPUs (the length of a per-CPU value).

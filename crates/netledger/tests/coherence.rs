@@ -29,7 +29,8 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use netledger::types::{nl_counter, nl_flow_key};
+use netledger::types::nl_flow_key;
+use netledger::Count;
 use netledger::{Bucket, Buckets, Ledger, LedgerConfig, ReadMode};
 
 /// The size of the counted frame, in bytes (no FCS).
@@ -209,7 +210,7 @@ struct FlowReads {
 /// writers stopped, checking `bytes == packets * S` in every copy.
 fn read_flows(
     stop: &AtomicBool,
-    mut read: impl FnMut() -> nl_counter,
+    mut read: impl FnMut() -> Count,
     done: impl Fn(Duration, u64) -> bool,
 ) -> FlowReads {
     let mut r = FlowReads::default();
@@ -233,32 +234,19 @@ fn read_flows(
 }
 
 /// The counters of the only flow in a library reading.
-fn only(flows: netledger::Result<Vec<(nl_flow_key, nl_counter)>>) -> nl_counter {
+fn only(flows: netledger::Result<Vec<(nl_flow_key, Count)>>) -> Count {
     let flows = flows.expect("reading the flow map");
     assert_eq!(flows.len(), 1, "exactly one flow key");
     flows[0].1
 }
 
-/// The tightest reader: one BPF_MAP_LOOKUP_ELEM of the known key, with
-/// BPF_F_LOCK or without (no key walk, one syscall per read).
-fn lookup_one(ledger: &Ledger, key: &nl_flow_key, mode: ReadMode) -> nl_counter {
-    let flags = match mode {
-        ReadMode::Locked => u64::from(libbpf_sys::BPF_F_LOCK),
-        ReadMode::Unlocked => 0,
-    };
-    let mut val = nl_counter::default();
-    // SAFETY: key and value have the map's key and value sizes (the same
-    // BTF-generated types the library uses).
-    let ret = unsafe {
-        libbpf_sys::bpf_map_lookup_elem_flags(
-            ledger.flow_map().as_raw_fd(),
-            (key as *const nl_flow_key).cast(),
-            (&mut val as *mut nl_counter).cast(),
-            flags,
-        )
-    };
-    assert_eq!(ret, 0, "lookup of the flow key: {ret}");
-    val
+/// The tightest reader: one key, looked up directly (its index entry, then
+/// its slot with BPF_F_LOCK or without; no key walk).
+fn lookup_one(ledger: &Ledger, key: &nl_flow_key, mode: ReadMode) -> Count {
+    ledger
+        .lookup_raw(key, mode)
+        .expect("lookup of the flow key")
+        .expect("the flow key is live")
 }
 
 fn report(name: &str, r: &FlowReads, runs: u64) {
@@ -306,7 +294,7 @@ impl Reader {
         }
     }
 
-    fn read(self, ledger: &Ledger, key: &nl_flow_key, mode: ReadMode) -> nl_counter {
+    fn read(self, ledger: &Ledger, key: &nl_flow_key, mode: ReadMode) -> Count {
         match self {
             Reader::Batch => only(ledger.raw_flows(mode)),
             Reader::PerElement => only(ledger.raw_flows_per_element(mode)),

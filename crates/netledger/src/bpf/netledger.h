@@ -17,7 +17,8 @@ enum nl_key_mode {
 
 /*
  * Conservation buckets. Every packet the hook sees is added to SEEN and to
- * exactly one of the others, so SEEN == COUNTED + NON_IP + MALFORMED + MAP_FULL.
+ * exactly one of the others, so
+ * SEEN == COUNTED + NON_IP + MALFORMED + MAP_FULL + EVICT_RACE.
  */
 enum nl_bucket {
 	NL_BUCKET_SEEN = 0,
@@ -25,7 +26,8 @@ enum nl_bucket {
 	NL_BUCKET_NON_IP = 2,	 /* ethertype other than IPv4/IPv6 (ARP, LLDP, 3+ VLAN tags) */
 	NL_BUCKET_MALFORMED = 3, /* truncated or inconsistent headers */
 	NL_BUCKET_MAP_FULL = 4,	 /* a new key found the flow map full */
-	NL_NR_BUCKETS = 5,
+	NL_BUCKET_EVICT_RACE = 5, /* met its flow while it was evicted, twice: not attributable */
+	NL_NR_BUCKETS = 6,
 };
 
 /* nl_flow_key.flags */
@@ -54,18 +56,71 @@ struct nl_flow_key {
 	__u8 pad[3];
 };
 
+/* nl_slot.state */
+enum nl_slot_state {
+	NL_SLOT_FREE = 0,      /* in the free-slot queue, or waiting for a grace period */
+	NL_SLOT_LIVE = 1,      /* owned by the key it holds; writers add under the lock */
+	NL_SLOT_TOMBSTONE = 2, /* evicted: writers that still reach it go elsewhere */
+};
+
 /*
- * A flow's counters. The data path changes packets, bytes and the times
- * together while holding lock; userspace copies them with BPF_F_LOCK, which
- * takes the same lock, so packets and bytes always come from one instant.
+ * A flow's counters (strategy `lock`), in a slot of an array that never
+ * frees memory. The data path changes packets, bytes and the times together
+ * while holding lock; userspace copies them with BPF_F_LOCK, which takes the
+ * same lock, so packets and bytes always come from one instant.
+ *
+ * `key` is written once, before the slot is published in the index, and a
+ * slot is reused only after an RCU grace period, so a writer may compare it
+ * without the lock: it tells whether an index entry it read still meant this
+ * slot. `state` and the counters change only under the lock.
  */
-struct nl_counter {
+struct nl_slot {
 	struct bpf_spin_lock lock;
-	__u32 state; /* reserved for eviction */
+	__u32 state; /* enum nl_slot_state */
+	struct nl_flow_key key;
+	__u32 idle;  /* consecutive cuts that found no packet */
 	__u64 packets;
 	__u64 bytes;
-	__u64 first_ns; /* coarse CLOCK_MONOTONIC of the first packet */
+	__u64 first_ns; /* coarse CLOCK_MONOTONIC of the first packet since the last cut */
 	__u64 last_ns;	/* and of the latest */
+};
+
+/* What the exchange program is asked to do; passed as its test_run data. */
+struct nl_exchange_req {
+	__u32 idle_cuts;   /* evict keys idle for this many cuts (0: never) */
+	__u32 max_records; /* room in nl_out */
+	__u32 filtered;	   /* non-zero: only keys with (key & mask) == value */
+	__u32 pad;
+	struct nl_flow_key value;
+	struct nl_flow_key mask;
+};
+
+/* nl_record.flags */
+enum nl_record_flags {
+	NL_REC_EVICTED = 1, /* the slot was tombstoned: free it after a grace period */
+};
+
+/* One key's counts taken by the exchange (copied and zeroed under its lock). */
+struct nl_record {
+	struct nl_flow_key key;
+	__u32 slot;
+	__u64 packets;
+	__u64 bytes;
+	__u64 first_ns;
+	__u64 last_ns;
+	__u32 flags; /* enum nl_record_flags */
+	__u32 pad;
+};
+
+/* The exchange's return value: records written, and this bit if it ran out of room. */
+#define NL_EXCHANGE_INCOMPLETE (1u << 31)
+
+/* A flow's counters under strategy `swap` (a per-CPU hash value: no lock). */
+struct nl_swap_counter {
+	__u64 packets;
+	__u64 bytes;
+	__u64 first_ns;
+	__u64 last_ns;
 };
 
 struct nl_count {
@@ -82,6 +137,7 @@ struct nl_count {
 struct nl_stats {
 	__u64 done;
 	struct nl_count bucket[NL_NR_BUCKETS];
+	__u64 reroutes; /* packets that met an evicted slot and found their key's new one */
 	__u64 started;
 };
 

@@ -1,11 +1,11 @@
-// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * netledger data path: count every frame the hook sees, per flow, exactly.
- *
- * Everything (length, time, key) is computed before the flow's lock is
- * taken; the locked region holds only the additions. The frame is never
- * modified and its fate never changed: the program always returns XDP_PASS.
+ * Frame parsing and key shaping, shared by the data paths of every strategy.
+ * Each BPF object includes it once; it defines the object's configuration.
  */
+#ifndef NETLEDGER_PARSE_H
+#define NETLEDGER_PARSE_H
+
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -16,29 +16,8 @@
 
 #include "netledger.h"
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
 /* Written by the loader before load; the verifier prunes the other modes. */
 const volatile struct nl_config nl_cfg = {};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	/*
-	 * Not preallocated: an element is never recycled under a program that
-	 * still holds a pointer to it, so a stale pointer cannot add to another key.
-	 */
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, struct nl_flow_key);
-	__type(value, struct nl_counter);
-} nl_flows SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct nl_stats);
-} nl_stats SEC(".maps");
 
 #define compiler_barrier() asm volatile("" ::: "memory")
 
@@ -261,42 +240,6 @@ static __always_inline void shape_key(struct nl_flow_key *key)
 	}
 }
 
-/* Add the frame to its flow; return the bucket it ended in. */
-static __always_inline __u32 count_flow(struct nl_flow_key *key, __u64 len, __u64 now)
-{
-	struct nl_counter *c;
-	long err;
-
-	c = bpf_map_lookup_elem(&nl_flows, key);
-	if (!c) {
-		struct nl_counter init = {
-			.packets = 1,
-			.bytes = len,
-			.first_ns = now,
-			.last_ns = now,
-		};
-
-		err = bpf_map_update_elem(&nl_flows, key, &init, BPF_NOEXIST);
-		if (!err)
-			return NL_BUCKET_COUNTED;
-		if (err != -17 /* EEXIST: another CPU inserted it first */)
-			return NL_BUCKET_MAP_FULL;
-		c = bpf_map_lookup_elem(&nl_flows, key);
-		if (!c)
-			return NL_BUCKET_MAP_FULL;
-	}
-
-	/* No helper calls while the lock is held (verifier rule). */
-	bpf_spin_lock(&c->lock);
-	c->packets += 1;
-	c->bytes += len;
-	if (!c->first_ns)
-		c->first_ns = now;
-	c->last_ns = now;
-	bpf_spin_unlock(&c->lock);
-	return NL_BUCKET_COUNTED;
-}
-
 /*
  * The frame's accounting opens before its flow is touched and closes after
  * its bucket is added, so a settled reading (done == started on every CPU)
@@ -318,30 +261,4 @@ static __always_inline void account_end(struct nl_stats *st, __u32 bucket, __u64
 	*(volatile __u64 *)&st->done = st->done + 1;
 }
 
-SEC("xdp.frags")
-int nl_xdp(struct xdp_md *ctx)
-{
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	/* The whole frame, every fragment of a multi-buffer one included. */
-	__u64 len = bpf_xdp_get_buff_len(ctx);
-	struct nl_flow_key key = {};
-	struct nl_stats *st;
-	__u32 zero = 0, bucket;
-
-	st = bpf_map_lookup_elem(&nl_stats, &zero);
-	if (!st)
-		return XDP_PASS;
-
-	account_begin(st);
-	bucket = parse_frame(data, end, len, &key);
-	if (bucket == NL_BUCKET_COUNTED) {
-		shape_key(&key);
-		bucket = count_flow(&key, len, bpf_ktime_get_coarse_ns());
-	}
-	/* Bounds the index for the verifier; every bucket returned is below it. */
-	if (bucket >= NL_NR_BUCKETS)
-		bucket = NL_BUCKET_MALFORMED;
-	account_end(st, bucket, len);
-	return XDP_PASS;
-}
+#endif /* NETLEDGER_PARSE_H */

@@ -1,0 +1,238 @@
+//! Strategy `lock`: counters behind per-slot spin locks, coherent live reads
+//! (BPF_F_LOCK), and lossless cuts and resets by an in-kernel exchange.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::config::LedgerConfig;
+use crate::error::{Error, Result};
+use crate::ledger::{load_object, map_err, ReadMode};
+use crate::snapshot::Count;
+use crate::sys;
+use crate::types::{nl_exchange_req, nl_flow_key, nl_record, nl_slot, NL_SLOT_LIVE};
+
+/// `NL_EXCHANGE_INCOMPLETE` in netledger.h.
+const EXCHANGE_INCOMPLETE: u32 = 1 << 31;
+/// `NL_REC_EVICTED` in netledger.h.
+const REC_EVICTED: u32 = 1;
+
+/// Which keys an exchange takes: those with `(key & mask) == value`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyFilter {
+    pub value: nl_flow_key,
+    pub mask: nl_flow_key,
+}
+
+/// What one exchange took: per-key counts and the slots it evicted.
+#[derive(Debug, Default)]
+pub(crate) struct Exchanged {
+    pub records: Vec<nl_record>,
+    pub evicted: Vec<u32>,
+}
+
+#[derive(Debug)]
+pub(crate) struct LockBackend {
+    pub prog: OwnedFd,
+    exchange: OwnedFd,
+    pub index: OwnedFd,
+    pub slots: OwnedFd,
+    free: OwnedFd,
+    pub stats: OwnedFd,
+    out: OwnedFd,
+    pub rodata: OwnedFd,
+    nslots: u32,
+}
+
+impl LockBackend {
+    pub fn load(cfg: &LedgerConfig) -> Result<LockBackend> {
+        let n = cfg.max_flows;
+        let mut fds = load_object(
+            crate::objects::LOCK,
+            cfg,
+            &[("nl_index", n), ("nl_slots", n), ("nl_free", n), ("nl_out", n)],
+            &["nl_xdp", "nl_exchange"],
+            &["nl_index", "nl_slots", "nl_free", "nl_stats", "nl_out", ".rodata"],
+        )?;
+        let mut take = |name: &str| fds.remove(name).unwrap_or_else(|| panic!("lock object has {name}"));
+        let backend = LockBackend {
+            prog: take("nl_xdp"),
+            exchange: take("nl_exchange"),
+            index: take("nl_index"),
+            slots: take("nl_slots"),
+            free: take("nl_free"),
+            stats: take("nl_stats"),
+            out: take("nl_out"),
+            rodata: take(".rodata"),
+            nslots: n,
+        };
+        // Every slot starts free.
+        for slot in 0..n {
+            sys::queue_push(backend.free.as_fd(), slot).map_err(map_err("push", "nl_free"))?;
+        }
+        Ok(backend)
+    }
+
+    /// Reassemble from descriptors of a running ledger (pinned maps).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_fds(
+        prog: OwnedFd,
+        exchange: OwnedFd,
+        index: OwnedFd,
+        slots: OwnedFd,
+        free: OwnedFd,
+        stats: OwnedFd,
+        out: OwnedFd,
+        rodata: OwnedFd,
+        nslots: u32,
+    ) -> LockBackend {
+        LockBackend {
+            prog,
+            exchange,
+            index,
+            slots,
+            free,
+            stats,
+            out,
+            rodata,
+            nslots,
+        }
+    }
+
+    /// The descriptors to pin, by name.
+    pub fn pinnable(&self) -> [(&'static str, BorrowedFd<'_>); 8] {
+        [
+            ("xdp", self.prog.as_fd()),
+            ("exchange", self.exchange.as_fd()),
+            ("index", self.index.as_fd()),
+            ("slots", self.slots.as_fd()),
+            ("free", self.free.as_fd()),
+            ("stats", self.stats.as_fd()),
+            ("out", self.out.as_fd()),
+            ("rodata", self.rodata.as_fd()),
+        ]
+    }
+
+    /// Every live flow: the index (key -> slot) joined with the slots, each
+    /// slot copied with `mode` (BPF_F_LOCK: under its lock).
+    pub fn raw_flows(&self, mode: ReadMode) -> Result<Vec<(nl_flow_key, Count)>> {
+        let mut index: Vec<(nl_flow_key, u32)> = Vec::new();
+        sys::lookup_batch(self.index.as_fd(), 0, 1024, &mut index).map_err(map_err("batch lookup", "nl_index"))?;
+        // A batch over the slot array copies every slot, live or not; with
+        // few live keys, one lookup per live slot is cheaper.
+        if (index.len() as u64) * 16 < u64::from(self.nslots) {
+            let mut out = Vec::with_capacity(index.len());
+            for (key, n) in index {
+                let slot: Option<nl_slot> = sys::lookup_elem(self.slots.as_fd(), &n, mode.flags())
+                    .map_err(map_err("lookup", "nl_slots"))?;
+                out.extend(join(vec![(key, n)], |_| slot));
+            }
+            return Ok(out);
+        }
+        let mut slots: Vec<(u32, nl_slot)> = Vec::with_capacity(self.nslots as usize);
+        sys::lookup_batch(self.slots.as_fd(), mode.flags(), 4096, &mut slots)
+            .map_err(map_err("batch lookup", "nl_slots"))?;
+        Ok(join(index, |n| slots.get(n as usize).map(|(_, s)| *s)))
+    }
+
+    /// The same, one syscall per key and per slot (fallback and baseline).
+    pub fn raw_flows_per_element(&self, mode: ReadMode) -> Result<Vec<(nl_flow_key, Count)>> {
+        let fd = self.index.as_fd();
+        let mut index = Vec::new();
+        let mut cur: Option<nl_flow_key> = None;
+        while let Some(key) = sys::next_key(fd, cur.as_ref()).map_err(map_err("next key", "nl_index"))? {
+            if let Some(n) = sys::lookup_elem::<_, u32>(fd, &key, 0).map_err(map_err("lookup", "nl_index"))? {
+                index.push((key, n));
+            }
+            cur = Some(key);
+        }
+        let mut out = Vec::new();
+        for (key, n) in index {
+            let slot: Option<nl_slot> =
+                sys::lookup_elem(self.slots.as_fd(), &n, mode.flags()).map_err(map_err("lookup", "nl_slots"))?;
+            out.extend(join(vec![(key, n)], |_| slot));
+        }
+        Ok(out)
+    }
+
+    /// One key's counters, copied with `mode`; None if it has no live slot.
+    pub fn lookup(&self, key: &nl_flow_key, mode: ReadMode) -> Result<Option<Count>> {
+        let Some(n) = sys::lookup_elem::<_, u32>(self.index.as_fd(), key, 0).map_err(map_err("lookup", "nl_index"))?
+        else {
+            return Ok(None);
+        };
+        let slot: Option<nl_slot> =
+            sys::lookup_elem(self.slots.as_fd(), &n, mode.flags()).map_err(map_err("lookup", "nl_slots"))?;
+        Ok(join(vec![(*key, n)], |_| slot).first().map(|(_, c)| *c))
+    }
+
+    /// Run the exchange: copy and zero (under each slot's lock) every key
+    /// that `filter` selects, evicting keys idle for `idle_cuts` cuts.
+    pub fn exchange(&self, filter: Option<&KeyFilter>, idle_cuts: u32) -> Result<Exchanged> {
+        let req = nl_exchange_req {
+            idle_cuts,
+            max_records: self.nslots,
+            filtered: filter.is_some() as u32,
+            pad: 0,
+            value: filter.map(|f| f.value).unwrap_or_default(),
+            mask: filter.map(|f| f.mask).unwrap_or_default(),
+        };
+        // SAFETY: nl_exchange_req is plain old data with no padding holes
+        // that matter (all fields initialised above).
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&req as *const nl_exchange_req).cast::<u8>(), std::mem::size_of_val(&req))
+        };
+        let mut got = Exchanged::default();
+        loop {
+            let run = sys::test_run(self.exchange.as_fd(), bytes, None, 1).map_err(|source| Error::TestRun { source })?;
+            let n = run.retval & !EXCHANGE_INCOMPLETE;
+            let records: Vec<nl_record> = sys::lookup_array_prefix(self.out.as_fd(), n)
+                .map_err(map_err("batch lookup", "nl_out"))?;
+            for r in records {
+                if r.flags & REC_EVICTED != 0 {
+                    got.evicted.push(r.slot);
+                }
+                got.records.push(r);
+            }
+            if run.retval & EXCHANGE_INCOMPLETE == 0 {
+                return Ok(got);
+            }
+        }
+    }
+
+    /// Return evicted slots to the free queue. Only after an RCU grace
+    /// period since their eviction: no writer still holds their number.
+    pub fn recycle(&self, slots: &[u32]) -> Result<()> {
+        for &n in slots {
+            sys::queue_push(self.free.as_fd(), n).map_err(map_err("push", "nl_free"))?;
+        }
+        Ok(())
+    }
+
+}
+
+/// Keep the index entries whose slot is live and holds that very key.
+fn join(index: Vec<(nl_flow_key, u32)>, slot: impl Fn(u32) -> Option<nl_slot>) -> Vec<(nl_flow_key, Count)> {
+    index
+        .into_iter()
+        .filter_map(|(key, n)| {
+            let s = slot(n)?;
+            (s.state == NL_SLOT_LIVE && keys_equal(&s.key, &key)).then_some((
+                key,
+                Count {
+                    packets: s.packets,
+                    bytes: s.bytes,
+                },
+            ))
+        })
+        .collect()
+}
+
+pub(crate) fn keys_equal(a: &nl_flow_key, b: &nl_flow_key) -> bool {
+    a.src == b.src
+        && a.dst == b.dst
+        && a.sport == b.sport
+        && a.dport == b.dport
+        && a.vlan == b.vlan
+        && a.family == b.family
+        && a.proto == b.proto
+        && a.flags == b.flags
+}
