@@ -2,6 +2,7 @@
 
 mod demo;
 mod output;
+mod reset;
 mod timefmt;
 mod watch;
 
@@ -33,6 +34,9 @@ struct Cli {
 enum Command {
     /// Count traffic arriving on an interface and print one interval at a time.
     Watch(WatchArgs),
+    /// Take the counters of a running `watch` (all keys, or those selected) out
+    /// of its ledger, losslessly, and print what was taken.
+    Reset(ResetArgs),
     /// Build a namespace and veth pair, send known traffic, print the ledger and check it.
     Demo(DemoArgs),
 }
@@ -171,6 +175,47 @@ pub struct WatchArgs {
 }
 
 #[derive(Args)]
+pub struct ResetArgs {
+    /// Interface of the running `netledger watch` (in this network namespace).
+    #[arg(long, short = 'i', value_name = "IF")]
+    iface: String,
+    /// Only keys with this source address (a host selects its prefix's key).
+    #[arg(long, value_name = "ADDR")]
+    src: Option<std::net::IpAddr>,
+    /// Only keys with this destination address.
+    #[arg(long, value_name = "ADDR")]
+    dst: Option<std::net::IpAddr>,
+    /// Only this protocol: tcp, udp, icmp, icmpv6, sctp or a number.
+    #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
+    proto: Option<u8>,
+    /// Only this source port.
+    #[arg(long, value_name = "PORT")]
+    sport: Option<u16>,
+    /// Only this destination port.
+    #[arg(long, value_name = "PORT")]
+    dport: Option<u16>,
+    /// Only this VLAN id (ledgers keyed with --vlan).
+    #[arg(long = "vlan", value_name = "ID")]
+    vlan: Option<u16>,
+    /// Output format of what was taken.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+fn parse_proto(s: &str) -> Result<u8, String> {
+    match s {
+        "icmp" => Ok(1),
+        "tcp" => Ok(6),
+        "udp" => Ok(17),
+        "icmpv6" => Ok(58),
+        "sctp" => Ok(132),
+        n => n
+            .parse()
+            .map_err(|_| format!("{s:?} is not a protocol; use tcp, udp, icmp, icmpv6, sctp or 0-255")),
+    }
+}
+
+#[derive(Args)]
 pub struct DemoArgs {
     /// Output format of the ledger.
     #[arg(long, value_enum, default_value = "table")]
@@ -214,6 +259,7 @@ fn main() -> ExitCode {
     }
     let res = match cli.command {
         Command::Watch(args) => watch::run(args),
+        Command::Reset(args) => reset::run(args),
         Command::Demo(args) => demo::run(args),
     };
     match res {

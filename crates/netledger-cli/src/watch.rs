@@ -56,6 +56,19 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
     // The first interval starts at load, before attaching: nothing is missed.
     let ledger = Ledger::load(cfg.clone())?;
     let attachment = ledger.attach_xdp(&args.iface, args.xdp_mode.into())?;
+    // Reachable by `netledger reset` while it runs (strategy lock). Without
+    // bpffs the watch still runs; only reset is unavailable.
+    let pins = match cfg.strategy {
+        netledger::Strategy::Lock => match ledger.pin(&args.iface) {
+            Ok(p) => Some(p),
+            Err(e @ netledger::Error::AlreadyRunning { .. }) => return Err(e.into()),
+            Err(e) => {
+                eprintln!("netledger: warning: `netledger reset` will not reach this watch: {e}");
+                None
+            }
+        },
+        netledger::Strategy::Swap => None,
+    };
     eprintln!(
         "netledger: counting ingress on {} ({} XDP, key {}, strategy {}); Ctrl-C to stop",
         attachment.iface, attachment.mode, cfg.key_mode, cfg.strategy
@@ -87,6 +100,7 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
             break;
         }
     }
+    drop(pins);
     io::stderr().flush().ok();
     eprintln!("netledger: detached from {}", args.iface);
     Ok(ExitCode::SUCCESS)

@@ -44,6 +44,22 @@ pub enum Error {
     },
     #[error("{what} needs --strategy lock (swap keeps no per-key state between cuts)")]
     NeedsLockStrategy { what: &'static str },
+    #[error("bpffs is not mounted at /sys/fs/bpf and could not be mounted; mount it with `mount -t bpf bpf /sys/fs/bpf`")]
+    BpffsNotMounted,
+    #[error("no netledger is counting on {iface:?} in this network namespace; start one with `netledger watch --iface {iface}`")]
+    NotRunning { iface: String },
+    #[error("another netledger is already counting on {iface:?}; stop it first, or reset its counters with `netledger reset --iface {iface}`")]
+    AlreadyRunning { iface: String },
+    #[error("stale pins at {path}: the netledger that made them is gone; remove them with `rm -r {path}`")]
+    StalePin { path: String },
+    #[error("{path} is not a netledger pin set ({why}); remove it or use another interface")]
+    ForeignPin { path: String, why: String },
+    #[error("pinning at {path} failed: {source}")]
+    Pin {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("the per-CPU statistics never settled after {tries} reads (a CPU stayed mid-update)")]
     StatsUnsettled { tries: u32 },
 }

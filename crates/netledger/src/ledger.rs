@@ -3,7 +3,7 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use libbpf_rs::{MapCore, ObjectBuilder};
@@ -12,6 +12,7 @@ use crate::config::{LedgerConfig, Strategy, XdpMode};
 use crate::error::{Error, Result};
 use crate::key::FlowKey;
 use crate::lock::{KeyFilter, LockBackend};
+use crate::pin::CutLock;
 use crate::snapshot::{Buckets, Count, Interval, Snapshot};
 use crate::swap::SwapBackend;
 use crate::sys;
@@ -76,6 +77,8 @@ pub struct Ledger {
     grace: sys::GraceMaps,
     ncpus: usize,
     cut: Mutex<CutState>,
+    /// Set once pinned (or opened from pins): serializes exchanges across processes.
+    cut_lock: OnceLock<CutLock>,
 }
 
 /// One BPF_PROG_TEST_RUN of the data path.
@@ -229,6 +232,7 @@ impl Ledger {
                 at: SystemTime::now(),
                 buckets: Buckets::default(),
             }),
+            cut_lock: OnceLock::new(),
             cfg,
         })
     }
@@ -242,8 +246,13 @@ impl Ledger {
                 at: SystemTime::now(),
                 buckets,
             }),
+            cut_lock: OnceLock::new(),
             cfg,
         })
+    }
+
+    pub(crate) fn set_cut_lock(&self, lock: CutLock) {
+        let _ = self.cut_lock.set(lock);
     }
 
     pub fn config(&self) -> &LedgerConfig {
@@ -373,7 +382,9 @@ impl Ledger {
         let mut state = self.cut.lock().unwrap_or_else(|e| e.into_inner());
         let (flows, buckets, end) = match &self.backend {
             Backend::Lock(b) => {
+                let held = self.cut_lock.get().map(CutLock::hold);
                 let got = b.exchange(None, self.cfg.idle_cuts)?;
+                drop(held);
                 let end = SystemTime::now();
                 if !got.evicted.is_empty() {
                     // Evicted slots go back only once no writer can hold them.
@@ -404,6 +415,7 @@ impl Ledger {
     pub fn reset(&self, filter: Option<&KeyFilter>) -> Result<Vec<(FlowKey, Count)>> {
         let b = self.lock_backend("reset")?;
         let _state = self.cut.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = self.cut_lock.get().map(CutLock::hold);
         let got = b.exchange(filter, 0)?;
         let flows = got.records.iter().map(|r| (r.key, Count { packets: r.packets, bytes: r.bytes }));
         Ok(self.group(flows))

@@ -12,6 +12,7 @@ mod error;
 mod key;
 mod ledger;
 mod lock;
+mod pin;
 mod snapshot;
 mod swap;
 mod sys;
@@ -24,6 +25,8 @@ pub use key::{Addr, FlowKey, L4};
 pub use ledger::{
     preflight, xdp_program_id, Attachment, EmptyProgram, Ledger, ReadMode, TestRun, KERNEL_BTF,
 };
+pub use lock::{KeyFilter, KeySelector};
+pub use pin::{pin_dir, Pins, BPFFS};
 pub use snapshot::{Bucket, Buckets, Count, Interval, Snapshot};
 
 /// The types shared with the BPF programs, generated from `src/bpf/netledger.h`.

@@ -236,3 +236,109 @@ pub(crate) fn keys_equal(a: &nl_flow_key, b: &nl_flow_key) -> bool {
         && a.proto == b.proto
         && a.flags == b.flags
 }
+
+/// What to select in a targeted reset; every field given must match.
+#[derive(Debug, Clone, Default)]
+pub struct KeySelector {
+    pub src: Option<std::net::IpAddr>,
+    pub dst: Option<std::net::IpAddr>,
+    pub proto: Option<u8>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub vlan: Option<u16>,
+}
+
+impl KeySelector {
+    pub fn is_empty(&self) -> bool {
+        self.src.is_none()
+            && self.dst.is_none()
+            && self.proto.is_none()
+            && self.sport.is_none()
+            && self.dport.is_none()
+            && self.vlan.is_none()
+    }
+
+    /// The filter over raw keys of a ledger loaded with `cfg`. Addresses are
+    /// masked to the ledger's prefixes, so a host selects its prefix's key.
+    pub fn filter(&self, cfg: &LedgerConfig) -> Result<KeyFilter> {
+        use crate::config::KeyMode;
+        use std::net::IpAddr;
+        let invalid = |what: &'static str, value: String, expected: &'static str| Error::InvalidConfig {
+            what,
+            value,
+            expected,
+        };
+        let mode = cfg.key_mode;
+        let five = mode == KeyMode::FiveTuple;
+        if self.src.is_some() && !mode.has_src() {
+            return Err(invalid("--src", mode.to_string(), "a key mode with source addresses"));
+        }
+        if self.dst.is_some() && !mode.has_dst() {
+            return Err(invalid("--dst", mode.to_string(), "a key mode with destination addresses"));
+        }
+        if (self.proto.is_some() || self.sport.is_some() || self.dport.is_some()) && !five {
+            return Err(invalid("--proto/--sport/--dport", mode.to_string(), "key mode five-tuple"));
+        }
+        if self.vlan.is_some() && !cfg.vlan {
+            return Err(invalid("--vlan", "a ledger without VLAN keys".into(), "a ledger started with --vlan"));
+        }
+        let mut f = KeyFilter::default();
+        let raw = cfg.to_raw();
+        let mut family = None;
+        let mut put = |ip: IpAddr, value: &mut [u8; 16], mask: &mut [u8; 16]| -> Result<()> {
+            let (fam, bytes, n): (u8, [u8; 16], usize) = match ip {
+                IpAddr::V4(a) => {
+                    let mut b = [0u8; 16];
+                    b[..4].copy_from_slice(&a.octets());
+                    (4, b, 4)
+                }
+                IpAddr::V6(a) => (6, a.octets(), 16),
+            };
+            if family.is_some_and(|f| f != fam) {
+                return Err(invalid("--src/--dst", ip.to_string(), "addresses of one family"));
+            }
+            family = Some(fam);
+            let m: Vec<u8> = if fam == 4 {
+                raw.mask4.to_ne_bytes().to_vec()
+            } else {
+                raw.mask6.iter().flat_map(|w| w.to_ne_bytes()).collect()
+            };
+            for i in 0..n {
+                value[i] = bytes[i] & m[i];
+                mask[i] = 0xff;
+            }
+            Ok(())
+        };
+        if let Some(ip) = self.src {
+            put(ip, &mut f.value.src, &mut f.mask.src)?;
+        }
+        if let Some(ip) = self.dst {
+            put(ip, &mut f.value.dst, &mut f.mask.dst)?;
+        }
+        if let Some(fam) = family {
+            f.value.family = fam;
+            f.mask.family = 0xff;
+        }
+        if let Some(p) = self.proto {
+            f.value.proto = p;
+            f.mask.proto = 0xff;
+        }
+        if self.sport.is_some() || self.dport.is_some() {
+            f.value.flags = crate::types::NL_KEY_F_PORTS;
+            f.mask.flags = crate::types::NL_KEY_F_PORTS;
+        }
+        if let Some(p) = self.sport {
+            f.value.sport = p;
+            f.mask.sport = 0xffff;
+        }
+        if let Some(p) = self.dport {
+            f.value.dport = p;
+            f.mask.dport = 0xffff;
+        }
+        if let Some(v) = self.vlan {
+            f.value.vlan = v;
+            f.mask.vlan = 0xffff;
+        }
+        Ok(f)
+    }
+}

@@ -23,6 +23,7 @@ pub unsafe trait Pod: Copy + Default {}
 unsafe impl Pod for crate::types::nl_flow_key {}
 unsafe impl Pod for crate::types::nl_slot {}
 unsafe impl Pod for crate::types::nl_record {}
+unsafe impl Pod for crate::types::nl_config {}
 unsafe impl Pod for crate::types::nl_stats {}
 unsafe impl Pod for u32 {}
 
@@ -307,4 +308,51 @@ impl std::fmt::Debug for GraceMaps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("GraceMaps")
     }
+}
+
+/// Pin a BPF object (program, map) at `path` in bpffs.
+pub fn obj_pin(fd: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
+    let c = cstring(path)?;
+    check(unsafe { libbpf_sys::bpf_obj_pin(fd.as_raw_fd(), c.as_ptr()) }).map(drop)
+}
+
+/// Open the BPF object pinned at `path`.
+pub fn obj_get(path: &std::path::Path) -> io::Result<OwnedFd> {
+    let c = cstring(path)?;
+    let fd = check(unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn cstring(path: &std::path::Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+/// What the kernel says about a map: (type, key size, value size, max entries, name).
+pub fn map_info(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32, u32, String)> {
+    let mut info: libbpf_sys::bpf_map_info = unsafe { MaybeUninit::zeroed().assume_init() };
+    let mut len = size_of::<libbpf_sys::bpf_map_info>() as u32;
+    check(unsafe { libbpf_sys::bpf_map_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) })?;
+    let name: Vec<u8> = info.name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    Ok((
+        info.type_,
+        info.key_size,
+        info.value_size,
+        info.max_entries,
+        String::from_utf8_lossy(&name).into_owned(),
+    ))
+}
+
+/// The kernel id and name of a program.
+pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<(u32, String)> {
+    let mut info: libbpf_sys::bpf_prog_info = unsafe { MaybeUninit::zeroed().assume_init() };
+    let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    check(unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) })?;
+    let name: Vec<u8> = info.name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    Ok((info.id, String::from_utf8_lossy(&name).into_owned()))
+}
+
+/// One value of a single-element array map (key 0), e.g. a `.rodata`.
+pub fn lookup_first<V: Pod>(fd: BorrowedFd<'_>) -> io::Result<V> {
+    lookup_elem::<u32, V>(fd, &0, 0)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
 }
