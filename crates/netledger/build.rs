@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGRAMS: &[&str] = &["netledger", "bench"];
+const PROGRAMS: &[&str] = &["lock", "swap", "bench"];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -25,4 +25,5 @@ fn main() {
         println!("cargo:rerun-if-changed={src}");
     }
     println!("cargo:rerun-if-changed=src/bpf/netledger.h");
+    println!("cargo:rerun-if-changed=src/bpf/parse.h");
 }
