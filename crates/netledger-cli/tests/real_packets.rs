@@ -87,7 +87,16 @@ fn key_of_json(v: &serde_json::Value) -> Option<Key> {
 }
 
 #[test]
-fn watch_reports_exactly_what_was_sent() {
+fn watch_reports_exactly_what_was_sent_lock() {
+    watch_reports_exactly_what_was_sent("lock");
+}
+
+#[test]
+fn watch_reports_exactly_what_was_sent_swap() {
+    watch_reports_exactly_what_was_sent("swap");
+}
+
+fn watch_reports_exactly_what_was_sent(strategy: &str) {
     let tx = NetNs::create("nl-rp-tx").unwrap();
     let rx = NetNs::create("nl-rp-rx").unwrap();
     let veth = netns::veth_pair("nlrp0", Some(&tx), "nlrp1", Some(&rx)).unwrap();
@@ -137,7 +146,7 @@ fn watch_reports_exactly_what_was_sent() {
     // Start counting and wait until attached.
     let child = Command::new("ip")
         .args(["netns", "exec", rx.name(), BIN, "watch", "--iface", "nlrp1"])
-        .args(["--format", "jsonl", "--interval", "100ms", "--vlan"])
+        .args(["--format", "jsonl", "--interval", "100ms", "--vlan", "--strategy", strategy])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -230,7 +239,7 @@ fn watch_reports_exactly_what_was_sent() {
                 intervals += 1;
                 let seen = &v["seen"];
                 let mut parts = (0, 0);
-                for b in ["counted", "non_ip", "malformed", "map_full"] {
+                for b in ["counted", "non_ip", "malformed", "map_full", "evict_race"] {
                     parts.0 += v["buckets"][b]["packets"].as_u64().unwrap();
                     parts.1 += v["buckets"][b]["bytes"].as_u64().unwrap();
                 }

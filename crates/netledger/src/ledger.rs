@@ -401,7 +401,8 @@ impl Ledger {
             }
             Backend::Swap(b) => {
                 let (raw, buckets) = b.cut(&self.grace, self.ncpus)?;
-                let end = SystemTime::now();
+                // The interval ended at the flip, not when the drain finished.
+                let end = b.flipped_at();
                 (self.group(raw.into_iter()), buckets, end)
             }
         };
@@ -419,6 +420,12 @@ impl Ledger {
         let got = b.exchange(filter, 0)?;
         let flows = got.records.iter().map(|r| (r.key, Count { packets: r.packets, bytes: r.bytes }));
         Ok(self.group(flows))
+    }
+
+    /// Give each key a live flow holding `count`, from userspace (strategy
+    /// `lock`; for measurements with many keys on a fresh ledger).
+    pub fn populate(&self, keys: &[nl_flow_key], count: Count) -> Result<()> {
+        self.lock_backend("populating keys")?.populate(keys, count)
     }
 
     /// Decode raw keys and add up records of the same key.

@@ -39,6 +39,7 @@ pub(crate) struct LockBackend {
     pub stats: OwnedFd,
     out: OwnedFd,
     pub rodata: OwnedFd,
+    out_map: sys::MappedArray,
     nslots: u32,
 }
 
@@ -53,6 +54,7 @@ impl LockBackend {
             &["nl_index", "nl_slots", "nl_free", "nl_stats", "nl_out", ".rodata"],
         )?;
         let mut take = |name: &str| fds.remove(name).unwrap_or_else(|| panic!("lock object has {name}"));
+        let out = take("nl_out");
         let backend = LockBackend {
             prog: take("nl_xdp"),
             exchange: take("nl_exchange"),
@@ -60,7 +62,8 @@ impl LockBackend {
             slots: take("nl_slots"),
             free: take("nl_free"),
             stats: take("nl_stats"),
-            out: take("nl_out"),
+            out_map: sys::MappedArray::map::<nl_record>(out.as_fd(), n as usize).map_err(map_err("mmap", "nl_out"))?,
+            out,
             rodata: take(".rodata"),
             nslots: n,
         };
@@ -83,18 +86,20 @@ impl LockBackend {
         out: OwnedFd,
         rodata: OwnedFd,
         nslots: u32,
-    ) -> LockBackend {
-        LockBackend {
+    ) -> Result<LockBackend> {
+        Ok(LockBackend {
             prog,
             exchange,
             index,
             slots,
             free,
             stats,
+            out_map: sys::MappedArray::map::<nl_record>(out.as_fd(), nslots as usize)
+                .map_err(map_err("mmap", "nl_out"))?,
             out,
             rodata,
             nslots,
-        }
+        })
     }
 
     /// The descriptors to pin, by name.
@@ -184,8 +189,7 @@ impl LockBackend {
         loop {
             let run = sys::test_run(self.exchange.as_fd(), bytes, None, 1).map_err(|source| Error::TestRun { source })?;
             let n = run.retval & !EXCHANGE_INCOMPLETE;
-            let records: Vec<nl_record> = sys::lookup_array_prefix(self.out.as_fd(), n)
-                .map_err(map_err("batch lookup", "nl_out"))?;
+            let records: Vec<nl_record> = self.out_map.read(n as usize);
             for r in records {
                 if r.flags & REC_EVICTED != 0 {
                     got.evicted.push(r.slot);
@@ -196,6 +200,47 @@ impl LockBackend {
                 return Ok(got);
             }
         }
+    }
+
+    /// Give each key a live slot holding `count`, from userspace, as the
+    /// data path would (for measurements with many keys: driving the XDP
+    /// program once per key through test_run would take a grace period each).
+    pub fn populate(&self, keys: &[nl_flow_key], count: Count) -> Result<()> {
+        // Keys that already have a slot get their counts set in place.
+        let mut index: Vec<(nl_flow_key, u32)> = Vec::new();
+        sys::lookup_batch(self.index.as_fd(), 0, 1024, &mut index).map_err(map_err("batch lookup", "nl_index"))?;
+        let existing: std::collections::HashMap<[u8; 44], u32> =
+            index.iter().map(|(k, n)| (key_bytes(k), *n)).collect();
+        let (mut slots, mut values, mut new_keys, mut new_slots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for key in keys {
+            let n = match existing.get(&key_bytes(key)) {
+                Some(&n) => n,
+                None => {
+                    let n = sys::queue_pop(self.free.as_fd())
+                        .map_err(map_err("pop", "nl_free"))?
+                        .ok_or(Error::InvalidConfig {
+                            what: "number of keys to populate",
+                            value: keys.len().to_string(),
+                            expected: "at most --max-flows",
+                        })?;
+                    new_keys.push(*key);
+                    new_slots.push(n);
+                    n
+                }
+            };
+            slots.push(n);
+            values.push(nl_slot {
+                state: NL_SLOT_LIVE,
+                key: *key,
+                packets: count.packets,
+                bytes: count.bytes,
+                ..Default::default()
+            });
+        }
+        sys::update_batch(self.slots.as_fd(), &slots, &values, libbpf_sys::BPF_F_LOCK as u64)
+            .map_err(map_err("batch update", "nl_slots"))?;
+        sys::update_batch(self.index.as_fd(), &new_keys, &new_slots, 0).map_err(map_err("batch update", "nl_index"))?;
+        Ok(())
     }
 
     /// Return evicted slots to the free queue. Only after an RCU grace
@@ -224,6 +269,11 @@ fn join(index: Vec<(nl_flow_key, u32)>, slot: impl Fn(u32) -> Option<nl_slot>) -
             ))
         })
         .collect()
+}
+
+fn key_bytes(k: &nl_flow_key) -> [u8; 44] {
+    // SAFETY: nl_flow_key is 44 bytes of plain data (asserted in lib.rs).
+    unsafe { std::mem::transmute_copy(k) }
 }
 
 pub(crate) fn keys_equal(a: &nl_flow_key, b: &nl_flow_key) -> bool {

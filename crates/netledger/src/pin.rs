@@ -231,7 +231,7 @@ fn open_lock_backend(dir: &Path, iface: &str) -> Result<(LockBackend, LedgerConf
     }
     let mut it = fds.into_iter();
     let mut next = || it.next().expect("eight pins");
-    let backend = LockBackend::from_fds(next(), next(), next(), next(), next(), next(), next(), next(), nslots);
+    let backend = LockBackend::from_fds(next(), next(), next(), next(), next(), next(), next(), next(), nslots)?;
     Ok((backend, cfg))
 }
 

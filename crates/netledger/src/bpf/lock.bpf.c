@@ -44,8 +44,10 @@ struct {
 	__type(value, struct nl_stats);
 } nl_stats SEC(".maps");
 
+/* Read by userspace through mmap: no syscall, no copy per record. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, struct nl_record);
