@@ -143,58 +143,104 @@ pub fn lookup_percpu<V: Pod>(fd: BorrowedFd<'_>, key: u32, ncpus: usize) -> io::
         .collect())
 }
 
+/// Update one element with `flags` (BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_LOCK).
+pub fn update_elem<K: Pod, V: Pod>(fd: BorrowedFd<'_>, key: &K, val: &V, flags: u64) -> io::Result<()> {
+    check(unsafe {
+        libbpf_sys::bpf_map_update_elem(fd.as_raw_fd(), (key as *const K).cast(), (val as *const V).cast(), flags)
+    })
+    .map(drop)
+}
+
+/// Set the values of every possible CPU for one key of a per-CPU map
+/// (`values` holds one per possible CPU).
+pub fn update_percpu<V: Pod>(fd: BorrowedFd<'_>, key: u32, values: &[V]) -> io::Result<()> {
+    let stride = size_of::<V>().div_ceil(8) * 8;
+    let mut buf = vec![0u8; stride * values.len()];
+    for (i, v) in values.iter().enumerate() {
+        unsafe { std::ptr::write_unaligned(buf[i * stride..].as_mut_ptr().cast::<V>(), *v) };
+    }
+    check(unsafe {
+        libbpf_sys::bpf_map_update_elem(fd.as_raw_fd(), (&key as *const u32).cast(), buf.as_ptr().cast(), 0)
+    })
+    .map(drop)
+}
+
+/// Take every element out of a per-CPU hash map (BPF_MAP_LOOKUP_AND_DELETE_BATCH),
+/// `chunk` keys per syscall: each key with its values of every possible CPU.
+/// Only exact when nothing writes the map meanwhile (an element is copied,
+/// then unlinked; a writer holding it would add to a deleted element).
+pub fn lookup_and_delete_batch_percpu<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    ncpus: usize,
+    chunk: u32,
+    out: &mut Vec<(K, Vec<V>)>,
+) -> io::Result<()> {
+    // The kernel rounds each CPU's value up to 8 bytes.
+    let stride = size_of::<V>().div_ceil(8) * 8;
+    let per_key = stride * ncpus;
+    let mut chunk = chunk.max(1);
+    let mut keys: Vec<K> = Vec::new();
+    let mut vals: Vec<u8> = Vec::new();
+    // The hash map's batch token is a bucket index (u32); give it room for more.
+    let mut token_in = [0u64; 2];
+    let mut token_out = [0u64; 2];
+    let mut first = true;
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        elem_flags: 0,
+        flags: 0,
+    };
+    loop {
+        keys.resize(chunk as usize, K::default());
+        vals.resize(chunk as usize * per_key, 0);
+        let mut count = chunk;
+        let in_ptr = if first {
+            std::ptr::null_mut()
+        } else {
+            token_in.as_mut_ptr().cast()
+        };
+        let ret = unsafe {
+            libbpf_sys::bpf_map_lookup_and_delete_batch(
+                fd.as_raw_fd(),
+                in_ptr,
+                token_out.as_mut_ptr().cast(),
+                keys.as_mut_ptr().cast(),
+                vals.as_mut_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        let done = match check(ret) {
+            Ok(_) => false,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            // A hash bucket holds more elements than fit: retry with more room.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && count == 0 => {
+                chunk = chunk.saturating_mul(2);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for (i, key) in keys[..count as usize].iter().enumerate() {
+            let base = i * per_key;
+            let per_cpu = (0..ncpus)
+                .map(|c| unsafe { std::ptr::read_unaligned(vals[base + c * stride..].as_ptr().cast::<V>()) })
+                .collect();
+            out.push((*key, per_cpu));
+        }
+        if done {
+            return Ok(());
+        }
+        token_in = token_out;
+        first = false;
+    }
+}
+
 /// Push `value` onto a BPF queue map.
 pub fn queue_push(fd: BorrowedFd<'_>, value: u32) -> io::Result<()> {
     check(unsafe {
         libbpf_sys::bpf_map_update_elem(fd.as_raw_fd(), std::ptr::null(), (&value as *const u32).cast(), 0)
     })
     .map(drop)
-}
-
-/// The first `n` values of an array map, in as few syscalls as possible.
-pub fn lookup_array_prefix<V: Pod>(fd: BorrowedFd<'_>, n: u32) -> io::Result<Vec<V>> {
-    let mut vals: Vec<V> = vec![V::default(); n as usize];
-    let mut keys: Vec<u32> = vec![0; n as usize];
-    let mut done = 0u32;
-    let mut token_in = 0u32;
-    let mut token_out = 0u32;
-    let opts = libbpf_sys::bpf_map_batch_opts {
-        sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
-        elem_flags: 0,
-        flags: 0,
-    };
-    while done < n {
-        let mut count = n - done;
-        let in_ptr = if done == 0 {
-            std::ptr::null_mut()
-        } else {
-            (&mut token_in as *mut u32).cast()
-        };
-        let ret = unsafe {
-            libbpf_sys::bpf_map_lookup_batch(
-                fd.as_raw_fd(),
-                in_ptr,
-                (&mut token_out as *mut u32).cast(),
-                keys[done as usize..].as_mut_ptr().cast(),
-                vals[done as usize..].as_mut_ptr().cast(),
-                &mut count,
-                &opts,
-            )
-        };
-        let end = match check(ret) {
-            Ok(_) => false,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) => return Err(e),
-        };
-        done += count;
-        token_in = token_out;
-        if end || count == 0 {
-            break;
-        }
-    }
-    vals.truncate(done as usize);
-    Ok(vals)
 }
 
 /// Number of possible CPUs (the length of a per-CPU value).
@@ -355,4 +401,95 @@ pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<(u32, String)> {
 /// One value of a single-element array map (key 0), e.g. a `.rodata`.
 pub fn lookup_first<V: Pod>(fd: BorrowedFd<'_>) -> io::Result<V> {
     lookup_elem::<u32, V>(fd, &0, 0)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+/// Update many elements in as few syscalls as possible (BPF_MAP_UPDATE_BATCH).
+pub fn update_batch<K: Pod, V: Pod>(fd: BorrowedFd<'_>, keys: &[K], vals: &[V], elem_flags: u64) -> io::Result<()> {
+    assert_eq!(keys.len(), vals.len());
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        elem_flags,
+        flags: 0,
+    };
+    let mut done = 0usize;
+    while done < keys.len() {
+        let mut count = (keys.len() - done).min(65536) as u32;
+        let ret = unsafe {
+            libbpf_sys::bpf_map_update_batch(
+                fd.as_raw_fd(),
+                keys[done..].as_ptr().cast(),
+                vals[done..].as_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        match check(ret) {
+            Ok(_) => done += count as usize,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => done += count as usize,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Pop a value from a BPF queue map; None when it is empty.
+pub fn queue_pop(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
+    let mut v = 0u32;
+    let ret =
+        unsafe { libbpf_sys::bpf_map_lookup_and_delete_elem(fd.as_raw_fd(), std::ptr::null(), (&mut v as *mut u32).cast()) };
+    match check(ret) {
+        Ok(_) => Ok(Some(v)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A read-only mapping of a BPF_F_MMAPABLE array map's values.
+pub struct MappedArray {
+    ptr: *const u8,
+    len: usize,
+    entries: usize,
+}
+
+// SAFETY: the mapping is read-only and lives as long as the struct.
+unsafe impl Send for MappedArray {}
+unsafe impl Sync for MappedArray {}
+
+impl MappedArray {
+    /// Map `entries` values of `V` (the kernel lays them out contiguously,
+    /// each rounded up to 8 bytes).
+    pub fn map<V: Pod>(fd: BorrowedFd<'_>, entries: usize) -> io::Result<MappedArray> {
+        assert_eq!(size_of::<V>() % 8, 0, "values are 8-byte multiples");
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let len = (entries * size_of::<V>()).div_ceil(page) * page;
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(MappedArray {
+            ptr: ptr as *const u8,
+            len,
+            entries,
+        })
+    }
+
+    /// Copies of the first `n` values.
+    pub fn read<V: Pod>(&self, n: usize) -> Vec<V> {
+        let n = n.min(self.entries);
+        (0..n)
+            .map(|i| unsafe { std::ptr::read_volatile(self.ptr.add(i * size_of::<V>()).cast::<V>()) })
+            .collect()
+    }
+}
+
+impl Drop for MappedArray {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}
+
+impl std::fmt::Debug for MappedArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MappedArray({} entries)", self.entries)
+    }
 }
