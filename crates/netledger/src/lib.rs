@@ -39,6 +39,13 @@ pub mod types {
         nl_config, nl_count, nl_exchange_req, nl_flow_key, nl_record, nl_slot, nl_stats,
     };
 
+    // Types only the `swap` object uses come from its own skeleton.
+    mod swap_skel {
+        #![allow(clippy::all, unused_imports, dead_code, non_camel_case_types)]
+        include!(concat!(env!("OUT_DIR"), "/swap.skel.rs"));
+    }
+    pub use swap_skel::types::nl_swap_counter;
+
     // The C header is the one definition; these catch a Rust side that drifted.
     const _: () = assert!(std::mem::size_of::<nl_flow_key>() == 44);
     const _: () = assert!(std::mem::size_of::<nl_slot>() == 88);
@@ -47,6 +54,7 @@ pub mod types {
     const _: () = assert!(std::mem::size_of::<nl_exchange_req>() == 16 + 2 * 44);
     const _: () = assert!(std::mem::size_of::<nl_record>() == 88);
     const _: () = assert!(std::mem::size_of::<nl_config>() == 28);
+    const _: () = assert!(std::mem::size_of::<nl_swap_counter>() == 32);
 
     /// Bucket indices (`enum nl_bucket`).
     pub const NL_BUCKET_SEEN: usize = 0;

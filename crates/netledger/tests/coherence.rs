@@ -23,7 +23,6 @@
 //!
 //! Run with: `cargo test -p netledger --test coherence -- --nocapture`
 
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::thread;

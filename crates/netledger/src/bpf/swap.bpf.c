@@ -1,11 +1,171 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* netledger, strategy `swap` (placeholder until the data path lands). */
+/*
+ * netledger, strategy `swap`: count every frame the hook sees, per flow,
+ * exactly, with neither locks nor atomics on the data path.
+ *
+ * Counters live in two generations. Each generation is a per-CPU flow hash
+ * (nl_flows_0 / nl_flows_1, slots of nl_swap_flows) and a per-CPU stats
+ * array (nl_stats_0 / nl_stats_1, slots of nl_swap_stats). nl_gen names the
+ * generation the data path writes; a frame reads it once and is accounted
+ * wholly in that generation: its flow and its buckets.
+ *
+ * A cut (userspace) flips nl_gen, then waits for an RCU grace period: every
+ * run that could have read the old value has finished, so the old
+ * generation is quiescent and is drained at leisure (lookup-and-delete its
+ * flows, read and zero its stats). The drained maps are the next spare.
+ *
+ * Everything (length, time, key) is computed before a map is touched. The
+ * frame is never modified and its fate never changed: always XDP_PASS.
+ */
 #include "parse.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* The generation the data path writes (0 or 1); only userspace changes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} nl_gen SEC(".maps");
+
+/*
+ * A generation's flows: this CPU's counters of each key. Preallocated; the
+ * loader sets max_entries to the configured number of flows.
+ */
+struct nl_swap_flows_map {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct nl_flow_key);
+	__type(value, struct nl_swap_counter);
+};
+
+struct nl_swap_flows_map nl_flows_0 SEC(".maps");
+struct nl_swap_flows_map nl_flows_1 SEC(".maps");
+
+/*
+ * The outer map's inner-map template: the same type, key, value and flags
+ * as the real inner maps (the kernel checks those when a slot is set; a
+ * hash's max_entries is not checked). libbpf creates it only to create the
+ * outer map and closes it right after, so one entry is enough: a full-size
+ * preallocated template would cost as much memory as a generation.
+ */
+struct nl_swap_flows_tmpl {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct nl_flow_key);
+	__type(value, struct nl_swap_counter);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct nl_swap_flows_tmpl);
+} nl_swap_flows SEC(".maps") = {
+	.values = { [0] = &nl_flows_0, [1] = &nl_flows_1 },
+};
+
+/* A generation's conservation buckets, per CPU. */
+struct nl_swap_stats_map {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nl_stats);
+};
+
+struct nl_swap_stats_map nl_stats_0 SEC(".maps");
+struct nl_swap_stats_map nl_stats_1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct nl_swap_stats_map);
+} nl_swap_stats SEC(".maps") = {
+	.values = { [0] = &nl_stats_0, [1] = &nl_stats_1 },
+};
+
+#define EEXIST_ 17
+
+/*
+ * Add the frame to key's counters in flows; return the bucket it ended in.
+ * Each CPU adds only to its own copy of a value, so plain additions are
+ * exact: nobody else writes that copy while this generation is live, and
+ * nobody reads it until a grace period after it stopped being live.
+ */
+static __always_inline __u32 count_flow(void *flows, struct nl_flow_key *key, __u64 len, __u64 now)
+{
+	struct nl_swap_counter *c, first = {
+		.packets = 1,
+		.bytes = len,
+		.first_ns = now,
+		.last_ns = now,
+	};
+	long err;
+
+	c = bpf_map_lookup_elem(flows, key);
+	if (!c) {
+		/* From the data path, only this CPU's copy gets the value; the others are zeroed. */
+		err = bpf_map_update_elem(flows, key, &first, BPF_NOEXIST);
+		if (!err)
+			return NL_BUCKET_COUNTED;
+		/* Full (-E2BIG), or out of memory: the key cannot be kept. */
+		if (err != -EEXIST_)
+			return NL_BUCKET_MAP_FULL;
+		/* Another CPU inserted the key first: add to this CPU's (zeroed) copy. */
+		c = bpf_map_lookup_elem(flows, key);
+		/*
+		 * Unreachable: nothing deletes from a live generation. Should it
+		 * happen, the packet is not attributable, and is still accounted.
+		 */
+		if (!c)
+			return NL_BUCKET_EVICT_RACE;
+	}
+	c->packets += 1;
+	c->bytes += len;
+	if (!c->first_ns)
+		c->first_ns = now;
+	c->last_ns = now;
+	return NL_BUCKET_COUNTED;
+}
+
 SEC("xdp.frags")
 int nl_xdp(struct xdp_md *ctx)
 {
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	/* The whole frame, every fragment of a multi-buffer one included. */
+	__u64 len = bpf_xdp_get_buff_len(ctx);
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct nl_flow_key key = {};
+	struct nl_stats *st;
+	void *flows, *stats;
+	__u32 zero = 0, gen, *g, bucket;
+
+	bucket = parse_frame(data, end, len, &key);
+	if (bucket == NL_BUCKET_COUNTED)
+		shape_key(&key);
+
+	/* One reading of the generation decides where the whole frame goes. */
+	g = bpf_map_lookup_elem(&nl_gen, &zero);
+	if (!g)
+		return XDP_PASS;
+	gen = *(volatile __u32 *)g & 1;
+	flows = bpf_map_lookup_elem(&nl_swap_flows, &gen);
+	stats = bpf_map_lookup_elem(&nl_swap_stats, &gen);
+	if (!flows || !stats)
+		return XDP_PASS;
+	st = bpf_map_lookup_elem(stats, &zero);
+	if (!st)
+		return XDP_PASS;
+
+	account_begin(st);
+	if (bucket == NL_BUCKET_COUNTED)
+		bucket = count_flow(flows, &key, len, now);
+	/* Bounds the index for the verifier; every bucket returned is below it. */
+	if (bucket >= NL_NR_BUCKETS)
+		bucket = NL_BUCKET_MALFORMED;
+	account_end(st, bucket, len);
 	return XDP_PASS;
 }
