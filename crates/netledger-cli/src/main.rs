@@ -79,11 +79,13 @@ impl From<XdpModeArg> for XdpMode {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum StrategyArg {
-    /// Counters behind per-flow spin locks: live coherent reads, lossless
-    /// in-kernel cuts and resets, idle keys evicted.
+    /// Counters behind per-flow spin locks: live coherent mid-interval reads
+    /// and `netledger reset` (both only with lock), lossless in-kernel cuts,
+    /// idle keys evicted.
     Lock,
-    /// Lock-free per-CPU counters, cut by swapping maps: cheapest data path,
-    /// no live reads, intervals of at least one RCU grace period (~50 ms).
+    /// Lock-free per-CPU counters, cut by swapping maps: the cheapest data
+    /// path and one consistent cut across all keys; no live reads and no
+    /// reset; each cut waits one RCU grace period (10-50 ms).
     Swap,
 }
 
@@ -157,7 +159,7 @@ pub struct WatchArgs {
     key: KeyOpts,
     /// Interval length, e.g. 1s, 250ms, 2m. Each interval is cut exactly: every
     /// packet is in exactly one. With --strategy swap a cut waits for an RCU
-    /// grace period (~50 ms here), so shorter intervals stretch to that.
+    /// grace period (10-50 ms), so intervals shorter than that stretch to it.
     #[arg(long, value_name = "D", default_value = "1s", value_parser = parse_duration)]
     interval: Duration,
     /// Stop after this many intervals (default: run until SIGINT/SIGTERM).
