@@ -12,11 +12,13 @@ mod error;
 mod key;
 mod ledger;
 mod lock;
+mod naive;
 mod pin;
 mod snapshot;
 mod swap;
 mod sys;
 
+pub mod harness;
 pub mod netns;
 
 pub use config::{KeyMode, LedgerConfig, Strategy, XdpMode};

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* Reference programs for measurements: what counting is compared against. */
-#include <linux/bpf.h>
-#include <bpf/bpf_helpers.h>
+/*
+ * Reference programs for measurements: what counting is compared against.
+ * None of them is part of the product.
+ */
+#include "parse.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -9,5 +11,91 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 SEC("xdp.frags")
 int nl_empty(struct xdp_md *ctx)
 {
+	return XDP_PASS;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The classic design: one locked value per key in a plain hash map.        */
+
+/* A naive flow value: packets and bytes behind the element's own lock. */
+struct nl_naive_value {
+	struct bpf_spin_lock lock;
+	__u64 packets;
+	__u64 bytes;
+};
+
+/*
+ * Preallocated, as a plain `BPF_MAP_TYPE_HASH` is by default: an element
+ * deleted from userspace goes straight back to the free list and may be
+ * reused for another key while a program still holds a pointer to it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct nl_flow_key);
+	__type(value, struct nl_naive_value);
+} nl_naive_flows SEC(".maps");
+
+/*
+ * Packets the naive program itself could not place: not parsed into a key,
+ * the map full, or its key deleted between a failed insert and the lookup
+ * that followed. Only slow paths touch it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} nl_naive_missed SEC(".maps");
+
+static __always_inline void naive_missed(void)
+{
+	__u32 zero = 0;
+	__u64 *m = bpf_map_lookup_elem(&nl_naive_missed, &zero);
+
+	if (m)
+		*m += 1;
+}
+
+/*
+ * Parse like the data path, then add to the key's value under its lock,
+ * inserting the key first if it is missing. Userspace resets by reading and
+ * zeroing (BPF_F_LOCK), or by lookup-and-delete (BPF_F_LOCK): both lose
+ * increments under concurrent writers, which is what this program is for.
+ */
+SEC("xdp.frags")
+int nl_naive(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u64 len = bpf_xdp_get_buff_len(ctx);
+	struct nl_flow_key key = {};
+	struct nl_naive_value *v;
+
+	if (parse_frame(data, end, len, &key) != NL_BUCKET_COUNTED) {
+		naive_missed();
+		return XDP_PASS;
+	}
+	shape_key(&key);
+
+	v = bpf_map_lookup_elem(&nl_naive_flows, &key);
+	if (!v) {
+		struct nl_naive_value init = {};
+
+		init.packets = 1;
+		init.bytes = len;
+		if (!bpf_map_update_elem(&nl_naive_flows, &key, &init, BPF_NOEXIST))
+			return XDP_PASS;
+		/* Another CPU inserted it first: add to that one. */
+		v = bpf_map_lookup_elem(&nl_naive_flows, &key);
+		if (!v) {
+			naive_missed();
+			return XDP_PASS;
+		}
+	}
+	bpf_spin_lock(&v->lock);
+	v->packets += 1;
+	v->bytes += len;
+	bpf_spin_unlock(&v->lock);
 	return XDP_PASS;
 }
