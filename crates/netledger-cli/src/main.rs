@@ -211,9 +211,9 @@ fn parse_proto(s: &str) -> Result<u8, String> {
         "udp" => Ok(17),
         "icmpv6" => Ok(58),
         "sctp" => Ok(132),
-        n => n
-            .parse()
-            .map_err(|_| format!("{s:?} is not a protocol; use tcp, udp, icmp, icmpv6, sctp or 0-255")),
+        n => n.parse().map_err(|_| {
+            format!("{s:?} is not a protocol; use tcp, udp, icmp, icmpv6, sctp or 0-255")
+        }),
     }
 }
 

@@ -63,7 +63,11 @@ pub fn run(args: ResetArgs) -> Result<ExitCode> {
         Format::Csv => {
             writeln!(out, "type,iface,at,key,packets,bytes")?;
             for (k, c) in &taken {
-                writeln!(out, "reset,{},{at},\"{k}\",{},{}", args.iface, c.packets, c.bytes)?;
+                writeln!(
+                    out,
+                    "reset,{},{at},\"{k}\",{},{}",
+                    args.iface, c.packets, c.bytes
+                )?;
                 total.add(*c);
             }
         }

@@ -146,7 +146,15 @@ fn watch_reports_exactly_what_was_sent(strategy: &str) {
     // Start counting and wait until attached.
     let child = Command::new("ip")
         .args(["netns", "exec", rx.name(), BIN, "watch", "--iface", "nlrp1"])
-        .args(["--format", "jsonl", "--interval", "100ms", "--vlan", "--strategy", strategy])
+        .args([
+            "--format",
+            "jsonl",
+            "--interval",
+            "100ms",
+            "--vlan",
+            "--strategy",
+            strategy,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

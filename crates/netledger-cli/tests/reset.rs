@@ -38,11 +38,22 @@ fn bed(tag: &str) -> Bed {
     let veth = netns::veth_pair("nlrs0", Some(&tx), "nlrs1", Some(&rx)).unwrap();
     veth.a().prepare(Ipv6Mode::Off).unwrap();
     veth.b().prepare(Ipv6Mode::Off).unwrap();
-    Bed { tx, rx, _veth: veth }
+    Bed {
+        tx,
+        rx,
+        _veth: veth,
+    }
 }
 
 /// Start `watch` in `ns` and wait until it is attached (and pinned).
-fn start_watch(ns: &NetNs, extra: &[&str]) -> (Watch, BufReader<std::process::ChildStderr>, mpsc::Receiver<String>) {
+fn start_watch(
+    ns: &NetNs,
+    extra: &[&str],
+) -> (
+    Watch,
+    BufReader<std::process::ChildStderr>,
+    mpsc::Receiver<String>,
+) {
     let child = Command::new("nsenter")
         .args(&nsenter(ns)[1..])
         .args([BIN, "watch", "--iface", "nlrs1", "--format", "jsonl"])
@@ -55,7 +66,10 @@ fn start_watch(ns: &NetNs, extra: &[&str]) -> (Watch, BufReader<std::process::Ch
     let mut err = BufReader::new(w.0.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
-    assert!(line.contains("counting ingress"), "watch did not start: {line}");
+    assert!(
+        line.contains("counting ingress"),
+        "watch did not start: {line}"
+    );
     let stdout = w.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -114,11 +128,22 @@ fn reset_under_traffic_loses_nothing() {
     let (mut watch, mut err, out) = start_watch(&b.rx, &["--interval", "200ms"]);
 
     // Two flows sent continuously while resets run against the live ledger.
-    let flows = [(41000u16, 9000u16, 100usize, 30_000u64), (41001, 9001, 700, 20_000)];
+    let flows = [
+        (41000u16, 9000u16, 100usize, 30_000u64),
+        (41001, 9001, 700, 20_000),
+    ];
     let mut sent = Totals::new();
     for (sport, dport, payload, n) in flows {
         let len = frame(sport, dport, payload).len() as u64;
-        sent.insert(("10.202.0.2".into(), "10.202.0.1".into(), sport.into(), dport.into()), (n, n * len));
+        sent.insert(
+            (
+                "10.202.0.2".into(),
+                "10.202.0.1".into(),
+                sport.into(),
+                dport.into(),
+            ),
+            (n, n * len),
+        );
     }
     let done = AtomicBool::new(false);
     let mut taken = Totals::new();
@@ -127,7 +152,10 @@ fn reset_under_traffic_loses_nothing() {
         s.spawn(|| {
             b.tx.run(|| {
                 let sock = RawSocket::open("nlrs0").unwrap();
-                let frames: Vec<(Vec<u8>, u64)> = flows.iter().map(|&(sp, dp, pl, n)| (frame(sp, dp, pl), n)).collect();
+                let frames: Vec<(Vec<u8>, u64)> = flows
+                    .iter()
+                    .map(|&(sp, dp, pl, n)| (frame(sp, dp, pl), n))
+                    .collect();
                 let max = frames.iter().map(|f| f.1).max().unwrap();
                 for i in 0..max {
                     for (f, n) in &frames {
@@ -147,10 +175,17 @@ fn reset_under_traffic_loses_nothing() {
                 &["--format", "jsonl", "--dport", "9001", "--proto", "udp"]
             };
             let o = reset(&b.rx, args);
-            assert!(o.status.success(), "reset failed: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success(),
+                "reset failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             for line in String::from_utf8_lossy(&o.stdout).lines() {
                 if resets % 2 == 1 {
-                    assert!(line.contains(r#""dport":9001"#), "targeted reset took another key: {line}");
+                    assert!(
+                        line.contains(r#""dport":9001"#),
+                        "targeted reset took another key: {line}"
+                    );
                 }
                 add_json(&mut taken, line);
             }
@@ -166,8 +201,13 @@ fn reset_under_traffic_loses_nothing() {
     for line in out.recv_timeout(Duration::from_secs(10)).unwrap().lines() {
         add_json(&mut counted, line);
     }
-    eprintln!("{resets} resets while sending; taken by reset: {taken:?}; reported by watch: {counted:?}");
-    assert!(resets >= 3, "the resets must overlap the traffic (only {resets})");
+    eprintln!(
+        "{resets} resets while sending; taken by reset: {taken:?}; reported by watch: {counted:?}"
+    );
+    assert!(
+        resets >= 3,
+        "the resets must overlap the traffic (only {resets})"
+    );
     assert!(!taken.is_empty(), "some counts were taken by reset");
     let mut both = counted.clone();
     for (k, (p, by)) in &taken {
@@ -175,7 +215,10 @@ fn reset_under_traffic_loses_nothing() {
         e.0 += p;
         e.1 += by;
     }
-    assert_eq!(both, sent, "watch + reset must account for every frame sent, exactly");
+    assert_eq!(
+        both, sent,
+        "watch + reset must account for every frame sent, exactly"
+    );
 }
 
 #[test]
@@ -185,7 +228,10 @@ fn reset_errors_are_one_clear_line() {
     let o = reset(&b.rx, &[]);
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("no netledger is counting on") && e.contains("netledger watch"), "{e}");
+    assert!(
+        e.contains("no netledger is counting on") && e.contains("netledger watch"),
+        "{e}"
+    );
 
     // A watch killed without cleanup leaves stale pins: reset says so.
     let (mut watch, _err, _out) = start_watch(&b.rx, &["--interval", "1s"]);
@@ -204,7 +250,12 @@ fn reset_errors_are_one_clear_line() {
         .args([BIN, "watch", "--iface", "nlrs1", "--count", "1"])
         .output()
         .unwrap();
-    assert_eq!(second.status.code(), Some(1), "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(
+        second.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     // Selecting a field the key mode lacks is refused.
     let o = reset(&b.rx, &["--vlan", "5"]);
     assert_eq!(o.status.code(), Some(1));

@@ -46,7 +46,13 @@ fn main() {
             let mut laters = Vec::new();
             for _ in 0..3 {
                 ledger
-                    .populate(&keys, Count { packets: 1, bytes: 64 })
+                    .populate(
+                        &keys,
+                        Count {
+                            packets: 1,
+                            bytes: 64,
+                        },
+                    )
                     .expect("populate");
                 let t = Instant::now();
                 let iv = ledger.cut().expect("cut");
@@ -61,7 +67,11 @@ fn main() {
                 "| {slots} | {live} | {:.2} ms | {:.2} ms | {} | {:.1} ns |",
                 f * 1e3,
                 l * 1e3,
-                if live > 0 { format!("{:.0} ns", (f - l) / f64::from(live) * 1e9) } else { "-".into() },
+                if live > 0 {
+                    format!("{:.0} ns", (f - l) / f64::from(live) * 1e9)
+                } else {
+                    "-".into()
+                },
                 l / f64::from(slots) * 1e9,
             );
         }

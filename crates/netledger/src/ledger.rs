@@ -26,7 +26,9 @@ pub(crate) const ENOTSUPP: i32 = 524;
 
 /// The id of the XDP program attached to `iface` in any mode, if one is.
 pub fn xdp_program_id(iface: &str) -> Result<Option<u32>> {
-    let ifindex = sys::ifindex(iface).ok_or_else(|| Error::InterfaceNotFound { name: iface.to_string() })?;
+    let ifindex = sys::ifindex(iface).ok_or_else(|| Error::InterfaceNotFound {
+        name: iface.to_string(),
+    })?;
     let id = sys::xdp_query_id(ifindex, 0).map_err(|source| Error::Attach {
         iface: iface.to_string(),
         source,
@@ -165,10 +167,18 @@ pub(crate) fn load_object(
     for mut map in open.maps_mut() {
         let name = map.name().to_string_lossy().into_owned();
         if name.ends_with(".rodata") {
-            let data = map.initial_value_mut().expect(".rodata has an initial value");
-            assert_eq!(data.len(), std::mem::size_of::<nl_config>(), ".rodata holds only nl_cfg");
+            let data = map
+                .initial_value_mut()
+                .expect(".rodata has an initial value");
+            assert_eq!(
+                data.len(),
+                std::mem::size_of::<nl_config>(),
+                ".rodata holds only nl_cfg"
+            );
             // SAFETY: the section is exactly an nl_config (same BTF), checked above.
-            unsafe { std::ptr::write_unaligned(data.as_mut_ptr().cast::<nl_config>(), cfg.to_raw()) };
+            unsafe {
+                std::ptr::write_unaligned(data.as_mut_ptr().cast::<nl_config>(), cfg.to_raw())
+            };
         } else if let Some((_, n)) = sizes.iter().find(|(m, _)| *m == name) {
             map.set_max_entries(*n).map_err(load_err)?;
         }
@@ -184,7 +194,11 @@ pub(crate) fn load_object(
     }
     for m in obj.maps() {
         let name = m.name().to_string_lossy().into_owned();
-        let key = if name.ends_with(".rodata") { ".rodata".to_string() } else { name };
+        let key = if name.ends_with(".rodata") {
+            ".rodata".to_string()
+        } else {
+            name
+        };
         if maps.contains(&key.as_str()) {
             out.insert(key, dup(m.as_fd())?);
         }
@@ -197,7 +211,8 @@ pub(crate) fn load_object(
 pub(crate) fn read_buckets(stats: BorrowedFd<'_>, ncpus: usize) -> Result<Buckets> {
     const TRIES: u32 = 10_000;
     for _ in 0..TRIES {
-        let per_cpu: Vec<nl_stats> = sys::lookup_percpu(stats, 0, ncpus).map_err(map_err("lookup", "nl_stats"))?;
+        let per_cpu: Vec<nl_stats> =
+            sys::lookup_percpu(stats, 0, ncpus).map_err(map_err("lookup", "nl_stats"))?;
         if per_cpu.iter().all(|s| s.done == s.started) {
             return Ok(sum_buckets(&per_cpu));
         }
@@ -237,7 +252,11 @@ impl Ledger {
         })
     }
 
-    pub(crate) fn from_backend(cfg: LedgerConfig, backend: Backend, buckets: Buckets) -> Result<Ledger> {
+    pub(crate) fn from_backend(
+        cfg: LedgerConfig,
+        backend: Backend,
+        buckets: Buckets,
+    ) -> Result<Ledger> {
         Ok(Ledger {
             backend,
             grace: sys::GraceMaps::create().map_err(map_err("create", "nl_grace"))?,
@@ -276,7 +295,9 @@ impl Ledger {
 
     /// Attach the data path to `iface` (XDP, ingress).
     pub fn attach_xdp(&self, iface: &str, mode: XdpMode) -> Result<Attachment> {
-        let ifindex = sys::ifindex(iface).ok_or_else(|| Error::InterfaceNotFound { name: iface.to_string() })?;
+        let ifindex = sys::ifindex(iface).ok_or_else(|| Error::InterfaceNotFound {
+            name: iface.to_string(),
+        })?;
         let attempts: &[XdpMode] = match mode {
             XdpMode::Auto => &[XdpMode::Native, XdpMode::Generic],
             XdpMode::Native => &[XdpMode::Native],
@@ -307,8 +328,12 @@ impl Ledger {
                 iface: iface.to_string(),
                 mode: m.name(),
             },
-            Some(libc::EBUSY) | Some(libc::EEXIST) => Error::XdpBusy { iface: iface.to_string() },
-            Some(libc::ENODEV) => Error::InterfaceNotFound { name: iface.to_string() },
+            Some(libc::EBUSY) | Some(libc::EEXIST) => Error::XdpBusy {
+                iface: iface.to_string(),
+            },
+            Some(libc::ENODEV) => Error::InterfaceNotFound {
+                name: iface.to_string(),
+            },
             _ => Error::Attach {
                 iface: iface.to_string(),
                 source: e,
@@ -336,7 +361,8 @@ impl Ledger {
 
     /// The same with one syscall per key (the fallback, and a baseline).
     pub fn raw_flows_per_element(&self, mode: ReadMode) -> Result<Vec<(nl_flow_key, Count)>> {
-        self.lock_backend("live flow reads")?.raw_flows_per_element(mode)
+        self.lock_backend("live flow reads")?
+            .raw_flows_per_element(mode)
     }
 
     /// One key's counts since the last cut, copied with `mode`.
@@ -357,8 +383,8 @@ impl Ledger {
     /// sequence counters matter).
     pub fn buckets_unsettled(&self) -> Result<Buckets> {
         let b = self.lock_backend("unsettled bucket reads")?;
-        let per_cpu: Vec<nl_stats> =
-            sys::lookup_percpu(b.stats.as_fd(), 0, self.ncpus).map_err(map_err("lookup", "nl_stats"))?;
+        let per_cpu: Vec<nl_stats> = sys::lookup_percpu(b.stats.as_fd(), 0, self.ncpus)
+            .map_err(map_err("lookup", "nl_stats"))?;
         Ok(sum_buckets(&per_cpu))
     }
 
@@ -369,7 +395,10 @@ impl Ledger {
         let raw = self.raw_flows(ReadMode::Locked)?;
         let mut snap = Snapshot::empty(at);
         for (k, c) in raw {
-            snap.flows.entry(FlowKey::from_raw(&k, &self.cfg)).or_default().add(c);
+            snap.flows
+                .entry(FlowKey::from_raw(&k, &self.cfg))
+                .or_default()
+                .add(c);
         }
         snap.buckets = self.buckets()?;
         Ok(snap)
@@ -379,11 +408,23 @@ impl Ledger {
     /// taken out of the kernel without losing or double-counting a packet.
     /// Successive cuts partition the traffic: each packet is in exactly one.
     pub fn cut(&self) -> Result<Interval> {
+        self.cut_inner(false)
+    }
+
+    /// A cut that also evicts every key (strategy `lock`): each key's next
+    /// packet gets a new slot. Exercises eviction against live writers; a
+    /// ledger cut this way keeps no key longer than an interval.
+    pub fn cut_evicting_all(&self) -> Result<Interval> {
+        self.lock_backend("evicting cuts")?;
+        self.cut_inner(true)
+    }
+
+    fn cut_inner(&self, evict_all: bool) -> Result<Interval> {
         let mut state = self.cut.lock().unwrap_or_else(|e| e.into_inner());
         let (flows, buckets, end) = match &self.backend {
             Backend::Lock(b) => {
                 let held = self.cut_lock.get().map(CutLock::hold);
-                let got = b.exchange(None, self.cfg.idle_cuts)?;
+                let got = b.exchange(None, self.cfg.idle_cuts, evict_all)?;
                 drop(held);
                 let end = SystemTime::now();
                 if !got.evicted.is_empty() {
@@ -396,7 +437,15 @@ impl Ledger {
                 state.buckets = total;
                 let mut evicted = delta;
                 evicted.evicted = got.evicted.len() as u64;
-                let flows = got.records.iter().map(|r| (r.key, Count { packets: r.packets, bytes: r.bytes }));
+                let flows = got.records.iter().map(|r| {
+                    (
+                        r.key,
+                        Count {
+                            packets: r.packets,
+                            bytes: r.bytes,
+                        },
+                    )
+                });
                 (self.group(flows), evicted, end)
             }
             Backend::Swap(b) => {
@@ -417,8 +466,16 @@ impl Ledger {
         let b = self.lock_backend("reset")?;
         let _state = self.cut.lock().unwrap_or_else(|e| e.into_inner());
         let _held = self.cut_lock.get().map(CutLock::hold);
-        let got = b.exchange(filter, 0)?;
-        let flows = got.records.iter().map(|r| (r.key, Count { packets: r.packets, bytes: r.bytes }));
+        let got = b.exchange(filter, 0, false)?;
+        let flows = got.records.iter().map(|r| {
+            (
+                r.key,
+                Count {
+                    packets: r.packets,
+                    bytes: r.bytes,
+                },
+            )
+        });
         Ok(self.group(flows))
     }
 
@@ -432,7 +489,10 @@ impl Ledger {
     fn group(&self, raw: impl Iterator<Item = (nl_flow_key, Count)>) -> Vec<(FlowKey, Count)> {
         let mut by_key: HashMap<FlowKey, Count> = HashMap::new();
         for (k, c) in raw {
-            by_key.entry(FlowKey::from_raw(&k, &self.cfg)).or_default().add(c);
+            by_key
+                .entry(FlowKey::from_raw(&k, &self.cfg))
+                .or_default()
+                .add(c);
         }
         by_key.into_iter().filter(|(_, c)| !c.is_zero()).collect()
     }
@@ -445,7 +505,8 @@ impl Attachment {
 
 /// BPF_PROG_TEST_RUN of any XDP program: mean ns per run, the verdict, the frame.
 pub(crate) fn test_run(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> Result<TestRun> {
-    let out = sys::test_run(prog, frame, None, repeat).map_err(|source| Error::TestRun { source })?;
+    let out =
+        sys::test_run(prog, frame, None, repeat).map_err(|source| Error::TestRun { source })?;
     Ok(TestRun {
         retval: out.retval,
         duration_ns: out.duration_ns,

@@ -49,11 +49,21 @@ impl LockBackend {
         let mut fds = load_object(
             crate::objects::LOCK,
             cfg,
-            &[("nl_index", n), ("nl_slots", n), ("nl_free", n), ("nl_out", n)],
+            &[
+                ("nl_index", n),
+                ("nl_slots", n),
+                ("nl_free", n),
+                ("nl_out", n),
+            ],
             &["nl_xdp", "nl_exchange"],
-            &["nl_index", "nl_slots", "nl_free", "nl_stats", "nl_out", ".rodata"],
+            &[
+                "nl_index", "nl_slots", "nl_free", "nl_stats", "nl_out", ".rodata",
+            ],
         )?;
-        let mut take = |name: &str| fds.remove(name).unwrap_or_else(|| panic!("lock object has {name}"));
+        let mut take = |name: &str| {
+            fds.remove(name)
+                .unwrap_or_else(|| panic!("lock object has {name}"))
+        };
         let out = take("nl_out");
         let backend = LockBackend {
             prog: take("nl_xdp"),
@@ -62,7 +72,8 @@ impl LockBackend {
             slots: take("nl_slots"),
             free: take("nl_free"),
             stats: take("nl_stats"),
-            out_map: sys::MappedArray::map::<nl_record>(out.as_fd(), n as usize).map_err(map_err("mmap", "nl_out"))?,
+            out_map: sys::MappedArray::map::<nl_record>(out.as_fd(), n as usize)
+                .map_err(map_err("mmap", "nl_out"))?,
             out,
             rodata: take(".rodata"),
             nslots: n,
@@ -120,7 +131,8 @@ impl LockBackend {
     /// slot copied with `mode` (BPF_F_LOCK: under its lock).
     pub fn raw_flows(&self, mode: ReadMode) -> Result<Vec<(nl_flow_key, Count)>> {
         let mut index: Vec<(nl_flow_key, u32)> = Vec::new();
-        sys::lookup_batch(self.index.as_fd(), 0, 1024, &mut index).map_err(map_err("batch lookup", "nl_index"))?;
+        sys::lookup_batch(self.index.as_fd(), 0, 1024, &mut index)
+            .map_err(map_err("batch lookup", "nl_index"))?;
         // A batch over the slot array copies every slot, live or not; with
         // few live keys, one lookup per live slot is cheaper.
         if (index.len() as u64) * 16 < u64::from(self.nslots) {
@@ -143,16 +155,20 @@ impl LockBackend {
         let fd = self.index.as_fd();
         let mut index = Vec::new();
         let mut cur: Option<nl_flow_key> = None;
-        while let Some(key) = sys::next_key(fd, cur.as_ref()).map_err(map_err("next key", "nl_index"))? {
-            if let Some(n) = sys::lookup_elem::<_, u32>(fd, &key, 0).map_err(map_err("lookup", "nl_index"))? {
+        while let Some(key) =
+            sys::next_key(fd, cur.as_ref()).map_err(map_err("next key", "nl_index"))?
+        {
+            if let Some(n) =
+                sys::lookup_elem::<_, u32>(fd, &key, 0).map_err(map_err("lookup", "nl_index"))?
+            {
                 index.push((key, n));
             }
             cur = Some(key);
         }
         let mut out = Vec::new();
         for (key, n) in index {
-            let slot: Option<nl_slot> =
-                sys::lookup_elem(self.slots.as_fd(), &n, mode.flags()).map_err(map_err("lookup", "nl_slots"))?;
+            let slot: Option<nl_slot> = sys::lookup_elem(self.slots.as_fd(), &n, mode.flags())
+                .map_err(map_err("lookup", "nl_slots"))?;
             out.extend(join(vec![(key, n)], |_| slot));
         }
         Ok(out)
@@ -160,34 +176,45 @@ impl LockBackend {
 
     /// One key's counters, copied with `mode`; None if it has no live slot.
     pub fn lookup(&self, key: &nl_flow_key, mode: ReadMode) -> Result<Option<Count>> {
-        let Some(n) = sys::lookup_elem::<_, u32>(self.index.as_fd(), key, 0).map_err(map_err("lookup", "nl_index"))?
+        let Some(n) = sys::lookup_elem::<_, u32>(self.index.as_fd(), key, 0)
+            .map_err(map_err("lookup", "nl_index"))?
         else {
             return Ok(None);
         };
-        let slot: Option<nl_slot> =
-            sys::lookup_elem(self.slots.as_fd(), &n, mode.flags()).map_err(map_err("lookup", "nl_slots"))?;
+        let slot: Option<nl_slot> = sys::lookup_elem(self.slots.as_fd(), &n, mode.flags())
+            .map_err(map_err("lookup", "nl_slots"))?;
         Ok(join(vec![(*key, n)], |_| slot).first().map(|(_, c)| *c))
     }
 
     /// Run the exchange: copy and zero (under each slot's lock) every key
-    /// that `filter` selects, evicting keys idle for `idle_cuts` cuts.
-    pub fn exchange(&self, filter: Option<&KeyFilter>, idle_cuts: u32) -> Result<Exchanged> {
+    /// that `filter` selects, evicting keys idle for `idle_cuts` cuts (every
+    /// key taken, with `evict_all`).
+    pub fn exchange(
+        &self,
+        filter: Option<&KeyFilter>,
+        idle_cuts: u32,
+        evict_all: bool,
+    ) -> Result<Exchanged> {
         let req = nl_exchange_req {
             idle_cuts,
             max_records: self.nslots,
             filtered: filter.is_some() as u32,
-            pad: 0,
+            evict_all: evict_all as u32,
             value: filter.map(|f| f.value).unwrap_or_default(),
             mask: filter.map(|f| f.mask).unwrap_or_default(),
         };
         // SAFETY: nl_exchange_req is plain old data with no padding holes
         // that matter (all fields initialised above).
         let bytes = unsafe {
-            std::slice::from_raw_parts((&req as *const nl_exchange_req).cast::<u8>(), std::mem::size_of_val(&req))
+            std::slice::from_raw_parts(
+                (&req as *const nl_exchange_req).cast::<u8>(),
+                std::mem::size_of_val(&req),
+            )
         };
         let mut got = Exchanged::default();
         loop {
-            let run = sys::test_run(self.exchange.as_fd(), bytes, None, 1).map_err(|source| Error::TestRun { source })?;
+            let run = sys::test_run(self.exchange.as_fd(), bytes, None, 1)
+                .map_err(|source| Error::TestRun { source })?;
             let n = run.retval & !EXCHANGE_INCOMPLETE;
             let records: Vec<nl_record> = self.out_map.read(n as usize);
             for r in records {
@@ -208,10 +235,12 @@ impl LockBackend {
     pub fn populate(&self, keys: &[nl_flow_key], count: Count) -> Result<()> {
         // Keys that already have a slot get their counts set in place.
         let mut index: Vec<(nl_flow_key, u32)> = Vec::new();
-        sys::lookup_batch(self.index.as_fd(), 0, 1024, &mut index).map_err(map_err("batch lookup", "nl_index"))?;
+        sys::lookup_batch(self.index.as_fd(), 0, 1024, &mut index)
+            .map_err(map_err("batch lookup", "nl_index"))?;
         let existing: std::collections::HashMap<[u8; 44], u32> =
             index.iter().map(|(k, n)| (key_bytes(k), *n)).collect();
-        let (mut slots, mut values, mut new_keys, mut new_slots) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut slots, mut values, mut new_keys, mut new_slots) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for key in keys {
             let n = match existing.get(&key_bytes(key)) {
                 Some(&n) => n,
@@ -237,9 +266,15 @@ impl LockBackend {
                 ..Default::default()
             });
         }
-        sys::update_batch(self.slots.as_fd(), &slots, &values, libbpf_sys::BPF_F_LOCK as u64)
-            .map_err(map_err("batch update", "nl_slots"))?;
-        sys::update_batch(self.index.as_fd(), &new_keys, &new_slots, 0).map_err(map_err("batch update", "nl_index"))?;
+        sys::update_batch(
+            self.slots.as_fd(),
+            &slots,
+            &values,
+            libbpf_sys::BPF_F_LOCK as u64,
+        )
+        .map_err(map_err("batch update", "nl_slots"))?;
+        sys::update_batch(self.index.as_fd(), &new_keys, &new_slots, 0)
+            .map_err(map_err("batch update", "nl_index"))?;
         Ok(())
     }
 
@@ -251,11 +286,13 @@ impl LockBackend {
         }
         Ok(())
     }
-
 }
 
 /// Keep the index entries whose slot is live and holds that very key.
-fn join(index: Vec<(nl_flow_key, u32)>, slot: impl Fn(u32) -> Option<nl_slot>) -> Vec<(nl_flow_key, Count)> {
+fn join(
+    index: Vec<(nl_flow_key, u32)>,
+    slot: impl Fn(u32) -> Option<nl_slot>,
+) -> Vec<(nl_flow_key, Count)> {
     index
         .into_iter()
         .filter_map(|(key, n)| {
@@ -313,24 +350,41 @@ impl KeySelector {
     pub fn filter(&self, cfg: &LedgerConfig) -> Result<KeyFilter> {
         use crate::config::KeyMode;
         use std::net::IpAddr;
-        let invalid = |what: &'static str, value: String, expected: &'static str| Error::InvalidConfig {
-            what,
-            value,
-            expected,
-        };
+        let invalid =
+            |what: &'static str, value: String, expected: &'static str| Error::InvalidConfig {
+                what,
+                value,
+                expected,
+            };
         let mode = cfg.key_mode;
         let five = mode == KeyMode::FiveTuple;
         if self.src.is_some() && !mode.has_src() {
-            return Err(invalid("--src", mode.to_string(), "a key mode with source addresses"));
+            return Err(invalid(
+                "--src",
+                mode.to_string(),
+                "a key mode with source addresses",
+            ));
         }
         if self.dst.is_some() && !mode.has_dst() {
-            return Err(invalid("--dst", mode.to_string(), "a key mode with destination addresses"));
+            return Err(invalid(
+                "--dst",
+                mode.to_string(),
+                "a key mode with destination addresses",
+            ));
         }
         if (self.proto.is_some() || self.sport.is_some() || self.dport.is_some()) && !five {
-            return Err(invalid("--proto/--sport/--dport", mode.to_string(), "key mode five-tuple"));
+            return Err(invalid(
+                "--proto/--sport/--dport",
+                mode.to_string(),
+                "key mode five-tuple",
+            ));
         }
         if self.vlan.is_some() && !cfg.vlan {
-            return Err(invalid("--vlan", "a ledger without VLAN keys".into(), "a ledger started with --vlan"));
+            return Err(invalid(
+                "--vlan",
+                "a ledger without VLAN keys".into(),
+                "a ledger started with --vlan",
+            ));
         }
         let mut f = KeyFilter::default();
         let raw = cfg.to_raw();
@@ -345,7 +399,11 @@ impl KeySelector {
                 IpAddr::V6(a) => (6, a.octets(), 16),
             };
             if family.is_some_and(|f| f != fam) {
-                return Err(invalid("--src/--dst", ip.to_string(), "addresses of one family"));
+                return Err(invalid(
+                    "--src/--dst",
+                    ip.to_string(),
+                    "addresses of one family",
+                ));
             }
             family = Some(fam);
             let m: Vec<u8> = if fam == 4 {

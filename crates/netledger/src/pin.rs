@@ -24,7 +24,9 @@ pub const BPFFS: &str = "/sys/fs/bpf";
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// The pin names of a lock ledger, in `LockBackend::pinnable` order.
-const NAMES: [&str; 8] = ["xdp", "exchange", "index", "slots", "free", "stats", "out", "rodata"];
+const NAMES: [&str; 8] = [
+    "xdp", "exchange", "index", "slots", "free", "stats", "out", "rodata",
+];
 
 /// The pin directory for `iface` in this thread's network namespace.
 pub fn pin_dir(iface: &str) -> Result<PathBuf> {
@@ -35,7 +37,10 @@ pub fn pin_dir(iface: &str) -> Result<PathBuf> {
             source: e,
         })?
         .ino();
-    Ok(Path::new(BPFFS).join("netledger").join(format!("ns{ns}")).join(iface))
+    Ok(Path::new(BPFFS)
+        .join("netledger")
+        .join(format!("ns{ns}"))
+        .join(iface))
 }
 
 /// bpffs must be mounted at /sys/fs/bpf; mount it if it is not.
@@ -147,7 +152,11 @@ impl Ledger {
         if dir.exists() {
             match open_lock_backend(&dir, iface) {
                 Err(Error::StalePin { .. }) | Err(Error::ForeignPin { .. }) => remove_pins(&dir),
-                Ok(_) => return Err(Error::AlreadyRunning { iface: iface.to_string() }),
+                Ok(_) => {
+                    return Err(Error::AlreadyRunning {
+                        iface: iface.to_string(),
+                    })
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -166,11 +175,15 @@ impl Ledger {
     pub fn open_pinned(iface: &str) -> Result<Ledger> {
         crate::ledger::preflight()?;
         if !is_bpffs(BPFFS) {
-            return Err(Error::NotRunning { iface: iface.to_string() });
+            return Err(Error::NotRunning {
+                iface: iface.to_string(),
+            });
         }
         let dir = pin_dir(iface)?;
         if !dir.exists() {
-            return Err(Error::NotRunning { iface: iface.to_string() });
+            return Err(Error::NotRunning {
+                iface: iface.to_string(),
+            });
         }
         let (backend, cfg) = open_lock_backend(&dir, iface)?;
         let ledger = Ledger::from_backend(cfg, Backend::Lock(backend), Default::default())?;
@@ -194,9 +207,13 @@ fn open_lock_backend(dir: &Path, iface: &str) -> Result<(LockBackend, LedgerConf
     }
     // Programs: names must match.
     for (i, want) in [(0usize, "nl_xdp"), (1, "nl_exchange")] {
-        let (_, name) = sys::prog_info(fds[i].as_fd()).map_err(|e| foreign(format!("{}: {e}", NAMES[i])))?;
+        let (_, name) =
+            sys::prog_info(fds[i].as_fd()).map_err(|e| foreign(format!("{}: {e}", NAMES[i])))?;
         if name != want {
-            return Err(foreign(format!("{} is program {name:?}, not {want}", NAMES[i])));
+            return Err(foreign(format!(
+                "{} is program {name:?}, not {want}",
+                NAMES[i]
+            )));
         }
     }
     // Maps: types and sizes must be ours.
@@ -204,25 +221,41 @@ fn open_lock_backend(dir: &Path, iface: &str) -> Result<(LockBackend, LedgerConf
         (2, libbpf_sys::BPF_MAP_TYPE_HASH, 44, 4),
         (3, libbpf_sys::BPF_MAP_TYPE_ARRAY, 4, 88),
         (4, libbpf_sys::BPF_MAP_TYPE_QUEUE, 0, 4),
-        (5, libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY, 4, std::mem::size_of::<crate::types::nl_stats>() as u32),
+        (
+            5,
+            libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY,
+            4,
+            std::mem::size_of::<crate::types::nl_stats>() as u32,
+        ),
         (6, libbpf_sys::BPF_MAP_TYPE_ARRAY, 4, 88),
-        (7, libbpf_sys::BPF_MAP_TYPE_ARRAY, 4, std::mem::size_of::<nl_config>() as u32),
+        (
+            7,
+            libbpf_sys::BPF_MAP_TYPE_ARRAY,
+            4,
+            std::mem::size_of::<nl_config>() as u32,
+        ),
     ];
     let mut nslots = 0;
     for (i, ty, ks, vs) in expect {
-        let (t, k, v, max, _) = sys::map_info(fds[i].as_fd()).map_err(|e| foreign(format!("{}: {e}", NAMES[i])))?;
+        let (t, k, v, max, _) =
+            sys::map_info(fds[i].as_fd()).map_err(|e| foreign(format!("{}: {e}", NAMES[i])))?;
         if (t, k, v) != (ty, ks, vs) {
-            return Err(foreign(format!("{} has type {t}, key {k} B, value {v} B", NAMES[i])));
+            return Err(foreign(format!(
+                "{} has type {t}, key {k} B, value {v} B",
+                NAMES[i]
+            )));
         }
         if i == 3 {
             nslots = max;
         }
     }
-    let raw: nl_config = sys::lookup_first(fds[7].as_fd()).map_err(|e| foreign(format!("rodata: {e}")))?;
+    let raw: nl_config =
+        sys::lookup_first(fds[7].as_fd()).map_err(|e| foreign(format!("rodata: {e}")))?;
     let cfg = config_from_raw(&raw, nslots).ok_or_else(|| foreign("unknown key mode".into()))?;
 
     // Live: the pinned data path is what is attached to the interface now.
-    let (pinned_id, _) = sys::prog_info(fds[0].as_fd()).map_err(|e| foreign(format!("xdp: {e}")))?;
+    let (pinned_id, _) =
+        sys::prog_info(fds[0].as_fd()).map_err(|e| foreign(format!("xdp: {e}")))?;
     let attached = xdp_program_id(iface)?;
     if attached != Some(pinned_id) {
         return Err(Error::StalePin {
@@ -231,7 +264,17 @@ fn open_lock_backend(dir: &Path, iface: &str) -> Result<(LockBackend, LedgerConf
     }
     let mut it = fds.into_iter();
     let mut next = || it.next().expect("eight pins");
-    let backend = LockBackend::from_fds(next(), next(), next(), next(), next(), next(), next(), next(), nslots)?;
+    let backend = LockBackend::from_fds(
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        nslots,
+    )?;
     Ok((backend, cfg))
 }
 

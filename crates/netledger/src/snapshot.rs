@@ -191,9 +191,20 @@ pub struct Interval {
 
 impl Interval {
     /// An interval of these flows (zero counts dropped, most bytes first).
-    pub fn new(start: SystemTime, end: SystemTime, flows: Vec<(FlowKey, Count)>, buckets: Buckets) -> Interval {
-        let mut flows: Vec<(FlowKey, Count)> = flows.into_iter().filter(|(_, c)| !c.is_zero()).collect();
-        flows.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(b.1.packets.cmp(&a.1.packets)).then(a.0.cmp(&b.0)));
+    pub fn new(
+        start: SystemTime,
+        end: SystemTime,
+        flows: Vec<(FlowKey, Count)>,
+        buckets: Buckets,
+    ) -> Interval {
+        let mut flows: Vec<(FlowKey, Count)> =
+            flows.into_iter().filter(|(_, c)| !c.is_zero()).collect();
+        flows.sort_by(|a, b| {
+            b.1.bytes
+                .cmp(&a.1.bytes)
+                .then(b.1.packets.cmp(&a.1.packets))
+                .then(a.0.cmp(&b.0))
+        });
         Interval {
             start,
             end,

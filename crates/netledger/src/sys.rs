@@ -144,9 +144,19 @@ pub fn lookup_percpu<V: Pod>(fd: BorrowedFd<'_>, key: u32, ncpus: usize) -> io::
 }
 
 /// Update one element with `flags` (BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_LOCK).
-pub fn update_elem<K: Pod, V: Pod>(fd: BorrowedFd<'_>, key: &K, val: &V, flags: u64) -> io::Result<()> {
+pub fn update_elem<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    key: &K,
+    val: &V,
+    flags: u64,
+) -> io::Result<()> {
     check(unsafe {
-        libbpf_sys::bpf_map_update_elem(fd.as_raw_fd(), (key as *const K).cast(), (val as *const V).cast(), flags)
+        libbpf_sys::bpf_map_update_elem(
+            fd.as_raw_fd(),
+            (key as *const K).cast(),
+            (val as *const V).cast(),
+            flags,
+        )
     })
     .map(drop)
 }
@@ -160,7 +170,12 @@ pub fn update_percpu<V: Pod>(fd: BorrowedFd<'_>, key: u32, values: &[V]) -> io::
         unsafe { std::ptr::write_unaligned(buf[i * stride..].as_mut_ptr().cast::<V>(), *v) };
     }
     check(unsafe {
-        libbpf_sys::bpf_map_update_elem(fd.as_raw_fd(), (&key as *const u32).cast(), buf.as_ptr().cast(), 0)
+        libbpf_sys::bpf_map_update_elem(
+            fd.as_raw_fd(),
+            (&key as *const u32).cast(),
+            buf.as_ptr().cast(),
+            0,
+        )
     })
     .map(drop)
 }
@@ -223,7 +238,9 @@ pub fn lookup_and_delete_batch_percpu<K: Pod, V: Pod>(
         for (i, key) in keys[..count as usize].iter().enumerate() {
             let base = i * per_key;
             let per_cpu = (0..ncpus)
-                .map(|c| unsafe { std::ptr::read_unaligned(vals[base + c * stride..].as_ptr().cast::<V>()) })
+                .map(|c| unsafe {
+                    std::ptr::read_unaligned(vals[base + c * stride..].as_ptr().cast::<V>())
+                })
                 .collect();
             out.push((*key, per_cpu));
         }
@@ -238,7 +255,12 @@ pub fn lookup_and_delete_batch_percpu<K: Pod, V: Pod>(
 /// Push `value` onto a BPF queue map.
 pub fn queue_push(fd: BorrowedFd<'_>, value: u32) -> io::Result<()> {
     check(unsafe {
-        libbpf_sys::bpf_map_update_elem(fd.as_raw_fd(), std::ptr::null(), (&value as *const u32).cast(), 0)
+        libbpf_sys::bpf_map_update_elem(
+            fd.as_raw_fd(),
+            std::ptr::null(),
+            (&value as *const u32).cast(),
+            0,
+        )
     })
     .map(drop)
 }
@@ -371,7 +393,8 @@ pub fn obj_get(path: &std::path::Path) -> io::Result<OwnedFd> {
 
 fn cstring(path: &std::path::Path) -> io::Result<std::ffi::CString> {
     use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 /// What the kernel says about a map: (type, key size, value size, max entries, name).
@@ -379,7 +402,12 @@ pub fn map_info(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32, u32, String)> 
     let mut info: libbpf_sys::bpf_map_info = unsafe { MaybeUninit::zeroed().assume_init() };
     let mut len = size_of::<libbpf_sys::bpf_map_info>() as u32;
     check(unsafe { libbpf_sys::bpf_map_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) })?;
-    let name: Vec<u8> = info.name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let name: Vec<u8> = info
+        .name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     Ok((
         info.type_,
         info.key_size,
@@ -394,7 +422,12 @@ pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<(u32, String)> {
     let mut info: libbpf_sys::bpf_prog_info = unsafe { MaybeUninit::zeroed().assume_init() };
     let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
     check(unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) })?;
-    let name: Vec<u8> = info.name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let name: Vec<u8> = info
+        .name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     Ok((info.id, String::from_utf8_lossy(&name).into_owned()))
 }
 
@@ -404,7 +437,12 @@ pub fn lookup_first<V: Pod>(fd: BorrowedFd<'_>) -> io::Result<V> {
 }
 
 /// Update many elements in as few syscalls as possible (BPF_MAP_UPDATE_BATCH).
-pub fn update_batch<K: Pod, V: Pod>(fd: BorrowedFd<'_>, keys: &[K], vals: &[V], elem_flags: u64) -> io::Result<()> {
+pub fn update_batch<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    keys: &[K],
+    vals: &[V],
+    elem_flags: u64,
+) -> io::Result<()> {
     assert_eq!(keys.len(), vals.len());
     let opts = libbpf_sys::bpf_map_batch_opts {
         sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
@@ -435,8 +473,13 @@ pub fn update_batch<K: Pod, V: Pod>(fd: BorrowedFd<'_>, keys: &[K], vals: &[V], 
 /// Pop a value from a BPF queue map; None when it is empty.
 pub fn queue_pop(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
     let mut v = 0u32;
-    let ret =
-        unsafe { libbpf_sys::bpf_map_lookup_and_delete_elem(fd.as_raw_fd(), std::ptr::null(), (&mut v as *mut u32).cast()) };
+    let ret = unsafe {
+        libbpf_sys::bpf_map_lookup_and_delete_elem(
+            fd.as_raw_fd(),
+            std::ptr::null(),
+            (&mut v as *mut u32).cast(),
+        )
+    };
     match check(ret) {
         Ok(_) => Ok(Some(v)),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
@@ -462,7 +505,16 @@ impl MappedArray {
         assert_eq!(size_of::<V>() % 8, 0, "values are 8-byte multiples");
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         let len = (entries * size_of::<V>()).div_ceil(page) * page;
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
@@ -477,7 +529,9 @@ impl MappedArray {
     pub fn read<V: Pod>(&self, n: usize) -> Vec<V> {
         let n = n.min(self.entries);
         (0..n)
-            .map(|i| unsafe { std::ptr::read_volatile(self.ptr.add(i * size_of::<V>()).cast::<V>()) })
+            .map(|i| unsafe {
+                std::ptr::read_volatile(self.ptr.add(i * size_of::<V>()).cast::<V>())
+            })
             .collect()
     }
 }

@@ -252,7 +252,7 @@ static long exchange_one(struct bpf_map *map, struct nl_flow_key *key, __u32 *id
 		slot->idle = 0;
 	else
 		slot->idle += 1;
-	if (live && ctx->req.idle_cuts && slot->idle >= ctx->req.idle_cuts)
+	if (live && (ctx->req.evict_all || (ctx->req.idle_cuts && slot->idle >= ctx->req.idle_cuts)))
 		evict = 1;
 	bpf_spin_unlock(&slot->lock);
 

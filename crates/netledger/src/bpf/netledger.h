@@ -90,7 +90,7 @@ struct nl_exchange_req {
 	__u32 idle_cuts;   /* evict keys idle for this many cuts (0: never) */
 	__u32 max_records; /* room in nl_out */
 	__u32 filtered;	   /* non-zero: only keys with (key & mask) == value */
-	__u32 pad;
+	__u32 evict_all;   /* non-zero: evict every key taken, idle or not */
 	struct nl_flow_key value;
 	struct nl_flow_key mask;
 };
