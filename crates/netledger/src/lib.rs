@@ -18,6 +18,7 @@ mod snapshot;
 mod swap;
 mod sys;
 
+pub mod bench;
 pub mod harness;
 pub mod netns;
 

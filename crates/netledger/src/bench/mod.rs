@@ -1,0 +1,112 @@
+//! `netledger bench`: every way of counting measured side by side, in one
+//! run, on this machine. Each part returns [`Measurement`]s; the caller
+//! prints them, checks the targets and plots.
+//!
+//! Timings on shared machines are noisy: every figure is a median over
+//! `opts.rounds` rounds, and ratios are taken between figures measured in
+//! the same run, interleaved round by round where possible.
+
+use serde::Serialize;
+
+use crate::error::Result;
+
+mod datapath;
+mod drain;
+mod exactness;
+mod real;
+
+/// One figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    /// The part of the benchmark: "datapath", "reader", "exactness", "drain", "real".
+    pub section: &'static str,
+    /// What was measured, e.g. "swap, 1 writer, 1 key".
+    pub name: String,
+    /// Stable identifiers for lookups (targets, plots): e.g.
+    /// [("program","swap"),("writers","1"),("keys","1"),("same_key","true")].
+    pub tags: Vec<(&'static str, String)>,
+    /// The median.
+    pub value: f64,
+    /// "ns/packet", "torn/M reads", "lost/M packets", "entries/s", "ms", "frames/s", "x".
+    pub unit: &'static str,
+    /// value / baseline's value, when there is a baseline.
+    pub ratio: Option<f64>,
+    /// The baseline's name.
+    pub baseline: Option<String>,
+    /// Every sample the median was taken from.
+    pub samples: Vec<f64>,
+}
+
+impl Measurement {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// How big and how long.
+pub struct Options<'a> {
+    /// Tiny sizes and few rounds: for tests, so the harness cannot rot.
+    pub quick: bool,
+    /// Rounds per figure (the median is over these).
+    pub rounds: usize,
+    /// Told what is being measured now (long steps).
+    pub progress: &'a (dyn Fn(&str) + Sync),
+}
+
+impl Options<'_> {
+    /// Pick the quick or the full size.
+    pub fn size<T>(&self, quick: T, full: T) -> T {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+}
+
+/// The median of samples (NaN for none).
+pub fn median(samples: &[f64]) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = samples.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// 1. Data-path cost, ns/packet through test_run: empty program (baseline),
+///    plain `+=`, two atomic adds, per-CPU hash, `lock`, `swap`, and the bare
+///    counters the targets compare with; 1 writer and one per CPU; same and
+///    distinct keys; 1, 10K and 1M keys in the map.
+pub fn datapath(opts: &Options<'_>) -> Result<Vec<Measurement>> {
+    datapath::run(opts)
+}
+
+/// 4. Data-path slowdown while a full-speed locked snapshot loop runs on the
+///    other CPU (many keys, and one hot key).
+pub fn reader_slowdown(opts: &Options<'_>) -> Result<Vec<Measurement>> {
+    datapath::reader_slowdown(opts)
+}
+
+/// 2. Read-side exactness of each strategy: torn pairs per million reads,
+///    lost packets per million under continuous resets/cuts.
+pub fn exactness(opts: &Options<'_>) -> Result<Vec<Measurement>> {
+    exactness::run(opts)
+}
+
+/// 3. Snapshot/drain throughput for 1K, 100K and 1M live keys: batch lookup
+///    with and without BPF_F_LOCK, per-element lookup, exchange cut, swap cut.
+pub fn drain(opts: &Options<'_>) -> Result<Vec<Measurement>> {
+    drain::run(opts)
+}
+
+/// 5. Real frames per second through a veth pair with no program and with
+///    each strategy attached.
+pub fn real_packets(opts: &Options<'_>) -> Result<Vec<Measurement>> {
+    real::run(opts)
+}
