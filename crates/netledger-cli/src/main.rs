@@ -1,5 +1,6 @@
 //! `netledger`: exact per-flow packet and byte accounting with eBPF.
 
+mod bench;
 mod demo;
 mod output;
 mod reset;
@@ -39,6 +40,8 @@ enum Command {
     Reset(ResetArgs),
     /// Build a namespace and veth pair, send known traffic, print the ledger and check it.
     Demo(DemoArgs),
+    /// Measure every way of counting side by side on this machine (root; takes minutes).
+    Bench(BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -218,6 +221,25 @@ fn parse_proto(s: &str) -> Result<u8, String> {
 }
 
 #[derive(Args)]
+pub struct BenchArgs {
+    /// Tiny sizes and one round: checks that every part runs, in seconds.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds per figure (medians are over these; default 5, 1 with --quick).
+    #[arg(long, value_name = "N")]
+    rounds: Option<usize>,
+    /// Also write every figure and target as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
+    /// Draw ns/packet per strategy against the number of keys (SVG).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<std::path::PathBuf>,
+    /// Only these parts, comma-separated: datapath, exactness, drain, reader, real.
+    #[arg(long, value_name = "PARTS")]
+    only: Option<String>,
+}
+
+#[derive(Args)]
 pub struct DemoArgs {
     /// Output format of the ledger.
     #[arg(long, value_enum, default_value = "table")]
@@ -263,6 +285,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => watch::run(args),
         Command::Reset(args) => reset::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match res {
         Ok(code) => code,

@@ -1,0 +1,273 @@
+//! `netledger bench`: every way of counting, measured side by side in one
+//! run on this machine, with the targets checked and a plot drawn.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use netledger::bench::{self, Measurement, Options};
+use serde::Serialize;
+
+use crate::BenchArgs;
+
+/// A target of the benchmark: a measured figure and the bound it must meet.
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub what: &'static str,
+    pub value: Option<f64>,
+    pub bound: String,
+    pub pass: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct Machine {
+    kernel: String,
+    cpu: String,
+    cpus: usize,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    command: String,
+    machine: Machine,
+    measurements: &'a [Measurement],
+    targets: &'a [Target],
+}
+
+fn machine() -> Machine {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    Machine { kernel, cpu, cpus }
+}
+
+/// The first measurement matching every predicate.
+fn find<'a>(ms: &'a [Measurement], section: &str, unit: &str, name_has: &[&str]) -> Option<&'a Measurement> {
+    ms.iter().find(|m| {
+        m.section == section
+            && m.unit == unit
+            && name_has
+                .iter()
+                .all(|n| m.name.to_lowercase().contains(&n.to_lowercase()))
+    })
+}
+
+/// The targets of the benchmark, from the measurements of this run.
+pub fn targets(ms: &[Measurement]) -> Vec<Target> {
+    let at_most = |what, m: Option<&Measurement>, bound: f64| Target {
+        what,
+        value: m.map(|m| m.value),
+        bound: format!("<= {bound}"),
+        pass: m.map(|m| m.value <= bound),
+    };
+    let at_least = |what, m: Option<&Measurement>, bound: f64| Target {
+        what,
+        value: m.map(|m| m.value),
+        bound: format!(">= {bound}"),
+        pass: m.map(|m| m.value >= bound),
+    };
+    vec![
+        at_most(
+            "swap data-path overhead / bare per-CPU counter overhead",
+            find(ms, "datapath", "x", &["swap"]),
+            1.1,
+        ),
+        at_most(
+            "lock data-path overhead / bare spin-lock counter overhead",
+            find(ms, "datapath", "x", &["lock"]),
+            1.2,
+        ),
+        at_least(
+            "batch locked snapshot speed-up over per-element lookups, 100K keys",
+            find(ms, "drain", "x", &["100000"]).or_else(|| find(ms, "drain", "x", &[])),
+            8.0,
+        ),
+        at_most(
+            "full exchange cut of 1M keys (ms)",
+            find(ms, "drain", "ms", &["exchange", "1048576"]).or_else(|| find(ms, "drain", "ms", &["exchange", "1000000"])),
+            1000.0,
+        ),
+        at_most(
+            "full swap cut of 1M keys (ms)",
+            find(ms, "drain", "ms", &["swap", "1048576"]).or_else(|| find(ms, "drain", "ms", &["swap", "1000000"])),
+            1000.0,
+        ),
+        at_most(
+            "data-path slowdown from a concurrent locked reader, many keys",
+            ms.iter()
+                .find(|m| m.section == "reader" && m.unit == "x" && m.tag("keys").is_some_and(|k| k != "1")),
+            1.10,
+        ),
+        at_least(
+            "real frames/s with swap attached / with no program",
+            find(ms, "real", "x", &["swap"]),
+            0.9,
+        ),
+    ]
+}
+
+fn fmt_value(v: f64) -> String {
+    if !v.is_finite() {
+        "-".into()
+    } else if v.abs() >= 1e6 {
+        format!("{:.3e}", v)
+    } else if v.abs() >= 100.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn markdown(out: &mut impl Write, title: &str, ms: &[Measurement]) -> std::io::Result<()> {
+    writeln!(out, "\n### {title}\n")?;
+    if ms.is_empty() {
+        return writeln!(out, "(nothing measured)");
+    }
+    writeln!(out, "| what | median | unit | ratio | to | samples |")?;
+    writeln!(out, "|---|---|---|---|---|---|")?;
+    for m in ms {
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            m.name,
+            fmt_value(m.value),
+            m.unit,
+            m.ratio.map(|r| format!("{r:.2}")).unwrap_or_default(),
+            m.baseline.clone().unwrap_or_default(),
+            m.samples.len()
+        )?;
+    }
+    Ok(())
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    netledger::preflight()?;
+    let started = Instant::now();
+    let progress = move |what: &str| {
+        eprintln!("bench [{:6.1} s] {what}", started.elapsed().as_secs_f64());
+    };
+    let opts = Options {
+        quick: args.quick,
+        rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 5 }),
+        progress: &progress,
+    };
+    type Part = fn(&Options<'_>) -> netledger::Result<Vec<Measurement>>;
+    let parts: [(&str, &str, Part); 5] = [
+        ("datapath", "1. Data-path cost (test_run, ns/packet)", bench::datapath),
+        ("exactness", "2. Read-side exactness", bench::exactness),
+        ("drain", "3. Snapshot and drain throughput", bench::drain),
+        ("reader", "4. Data-path slowdown from a concurrent reader", bench::reader_slowdown),
+        ("real", "5. Real packets through a veth pair", bench::real_packets),
+    ];
+    let m = machine();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "## netledger bench{}\n\nkernel {}, {} ({} CPUs); medians over {} round(s); ratios are to the baseline measured in the same run.",
+        if args.quick { " --quick" } else { "" },
+        m.kernel,
+        m.cpu,
+        m.cpus,
+        opts.rounds
+    )?;
+    let mut all: Vec<Measurement> = Vec::new();
+    for (key, title, part) in parts {
+        if let Some(only) = &args.only {
+            if !only.split(',').any(|o| o.trim() == key) {
+                continue;
+            }
+        }
+        progress(title);
+        let ms = part(&opts).with_context(|| format!("benchmark part {key}"))?;
+        markdown(&mut out, title, &ms)?;
+        out.flush()?;
+        all.extend(ms);
+    }
+    let targets = targets(&all);
+    writeln!(out, "\n### Targets\n\n| target | measured | bound | result |\n|---|---|---|---|")?;
+    for t in &targets {
+        writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            t.what,
+            t.value.map(fmt_value).unwrap_or_else(|| "-".into()),
+            t.bound,
+            match t.pass {
+                Some(true) => "pass",
+                Some(false) => "MISS",
+                None => "not measured",
+            }
+        )?;
+    }
+    if let Some(path) = &args.json {
+        let report = JsonReport {
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            machine: m,
+            measurements: &all,
+            targets: &targets,
+        };
+        let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        serde_json::to_writer_pretty(f, &report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        plot(path, &all).with_context(|| format!("drawing {}", path.display()))?;
+    }
+    progress("done");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// ns/packet of each program against the number of keys in its map
+/// (1 writer, same key), as an SVG.
+fn plot(path: &Path, ms: &[Measurement]) -> Result<()> {
+    use plotters::prelude::*;
+    let mut series: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    for m in ms.iter().filter(|m| m.section == "datapath" && m.unit == "ns/packet") {
+        if m.tag("writers") != Some("1") || m.tag("same_key").is_some_and(|s| s != "true") {
+            continue;
+        }
+        let (Some(program), Some(keys)) = (m.tag("program"), m.tag("keys").and_then(|k| k.parse::<f64>().ok())) else {
+            continue;
+        };
+        series.entry(program.to_string()).or_default().push((keys.max(1.0), m.value));
+    }
+    let max_y = series.values().flatten().map(|p| p.1).fold(10.0, f64::max) * 1.15;
+    let max_x = series.values().flatten().map(|p| p.0).fold(10.0, f64::max) * 2.0;
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("netledger: ns/packet by strategy vs keys in the map (1 writer)", ("sans-serif", 20))
+        .margin(20)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d((0.8f64..max_x).log_scale(), 0f64..max_y)?;
+    chart
+        .configure_mesh()
+        .x_desc("keys in the map")
+        .y_desc("ns/packet (test_run, median)")
+        .draw()?;
+    for (i, (name, mut pts)) in series.into_iter().enumerate() {
+        pts.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
