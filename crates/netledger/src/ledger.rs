@@ -437,16 +437,7 @@ impl Ledger {
                 state.buckets = total;
                 let mut evicted = delta;
                 evicted.evicted = got.evicted.len() as u64;
-                let flows = got.records.iter().map(|r| {
-                    (
-                        r.key,
-                        Count {
-                            packets: r.packets,
-                            bytes: r.bytes,
-                        },
-                    )
-                });
-                (self.group(flows), evicted, end)
+                (self.group_exchanged(&got), evicted, end)
             }
             Backend::Swap(b) => {
                 let (raw, buckets) = b.cut(&self.grace, self.ncpus)?;
@@ -467,16 +458,7 @@ impl Ledger {
         let _state = self.cut.lock().unwrap_or_else(|e| e.into_inner());
         let _held = self.cut_lock.get().map(CutLock::hold);
         let got = b.exchange(filter, 0, false)?;
-        let flows = got.records.iter().map(|r| {
-            (
-                r.key,
-                Count {
-                    packets: r.packets,
-                    bytes: r.bytes,
-                },
-            )
-        });
-        Ok(self.group(flows))
+        Ok(self.group_exchanged(&got))
     }
 
     /// Give each key a live flow holding `count`, from userspace (strategy
@@ -487,14 +469,46 @@ impl Ledger {
 
     /// Decode raw keys and add up records of the same key.
     fn group(&self, raw: impl Iterator<Item = (nl_flow_key, Count)>) -> Vec<(FlowKey, Count)> {
-        let mut by_key: HashMap<FlowKey, Count> = HashMap::new();
-        for (k, c) in raw {
-            by_key
-                .entry(FlowKey::from_raw(&k, &self.cfg))
-                .or_default()
-                .add(c);
+        // Sort by the raw key bytes and merge neighbours: cheaper than hashing
+        // decoded keys when a cut holds a million records.
+        let mut recs: Vec<([u8; 44], nl_flow_key, Count)> = raw
+            .filter(|(_, c)| !c.is_zero())
+            .map(|(k, c)| (crate::lock::key_bytes(&k), k, c))
+            .collect();
+        recs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(FlowKey, Count)> = Vec::with_capacity(recs.len());
+        let mut last: Option<[u8; 44]> = None;
+        for (bytes, k, c) in recs {
+            if last == Some(bytes) {
+                out.last_mut().expect("a previous record").1.add(c);
+            } else {
+                out.push((FlowKey::from_raw(&k, &self.cfg), c));
+                last = Some(bytes);
+            }
         }
-        by_key.into_iter().filter(|(_, c)| !c.is_zero()).collect()
+        out
+    }
+
+    /// The records of one exchange. A key has one live slot except while it
+    /// is evicted and re-created, so records need merging only when the
+    /// exchange evicted something or ran more than once.
+    fn group_exchanged(&self, got: &crate::lock::Exchanged) -> Vec<(FlowKey, Count)> {
+        let flows = got.records.iter().map(|r| {
+            (
+                r.key,
+                Count {
+                    packets: r.packets,
+                    bytes: r.bytes,
+                },
+            )
+        });
+        if got.runs > 1 || !got.evicted.is_empty() {
+            return self.group(flows);
+        }
+        flows
+            .filter(|(_, c)| !c.is_zero())
+            .map(|(k, c)| (FlowKey::from_raw(&k, &self.cfg), c))
+            .collect()
     }
 }
 

@@ -72,6 +72,7 @@ pub mod types {
     pub const NL_SLOT_FREE: u32 = 0;
     pub const NL_SLOT_LIVE: u32 = 1;
     pub const NL_SLOT_TOMBSTONE: u32 = 2;
+    pub const NL_SLOT_PENDING: u32 = 3;
 
     /// `enum nl_key_flags`.
     pub const NL_KEY_F_PORTS: u8 = 1;

@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::ledger::{load_object, map_err, ReadMode};
 use crate::snapshot::Count;
 use crate::sys;
-use crate::types::{nl_exchange_req, nl_flow_key, nl_record, nl_slot, NL_SLOT_LIVE};
+use crate::types::{
+    nl_exchange_req, nl_flow_key, nl_record, nl_slot, NL_SLOT_LIVE, NL_SLOT_PENDING,
+};
 
 /// `NL_EXCHANGE_INCOMPLETE` in netledger.h.
 const EXCHANGE_INCOMPLETE: u32 = 1 << 31;
@@ -27,6 +29,8 @@ pub struct KeyFilter {
 pub(crate) struct Exchanged {
     pub records: Vec<nl_record>,
     pub evicted: Vec<u32>,
+    /// Exchange runs it took (more than one when the output filled up).
+    pub runs: u32,
 }
 
 #[derive(Debug)]
@@ -213,6 +217,7 @@ impl LockBackend {
         };
         let mut got = Exchanged::default();
         loop {
+            got.runs += 1;
             let run = sys::test_run(self.exchange.as_fd(), bytes, None, 1)
                 .map_err(|source| Error::TestRun { source })?;
             let n = run.retval & !EXCHANGE_INCOMPLETE;
@@ -288,7 +293,8 @@ impl LockBackend {
     }
 }
 
-/// Keep the index entries whose slot is live and holds that very key.
+/// Keep the index entries whose slot is live (or published moments ago and
+/// still marked pending) and holds that very key.
 fn join(
     index: Vec<(nl_flow_key, u32)>,
     slot: impl Fn(u32) -> Option<nl_slot>,
@@ -297,18 +303,19 @@ fn join(
         .into_iter()
         .filter_map(|(key, n)| {
             let s = slot(n)?;
-            (s.state == NL_SLOT_LIVE && keys_equal(&s.key, &key)).then_some((
-                key,
-                Count {
-                    packets: s.packets,
-                    bytes: s.bytes,
-                },
-            ))
+            ((s.state == NL_SLOT_LIVE || s.state == NL_SLOT_PENDING) && keys_equal(&s.key, &key))
+                .then_some((
+                    key,
+                    Count {
+                        packets: s.packets,
+                        bytes: s.bytes,
+                    },
+                ))
         })
         .collect()
 }
 
-fn key_bytes(k: &nl_flow_key) -> [u8; 44] {
+pub(crate) fn key_bytes(k: &nl_flow_key) -> [u8; 44] {
     // SAFETY: nl_flow_key is 44 bytes of plain data (asserted in lib.rs).
     unsafe { std::mem::transmute_copy(k) }
 }

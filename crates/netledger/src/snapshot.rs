@@ -199,7 +199,7 @@ impl Interval {
     ) -> Interval {
         let mut flows: Vec<(FlowKey, Count)> =
             flows.into_iter().filter(|(_, c)| !c.is_zero()).collect();
-        flows.sort_by(|a, b| {
+        flows.sort_unstable_by(|a, b| {
             b.1.bytes
                 .cmp(&a.1.bytes)
                 .then(b.1.packets.cmp(&a.1.packets))

@@ -87,7 +87,7 @@ static __always_inline int add_to_live_slot(struct nl_flow_key *key, __u64 len, 
 
 	/* No helper calls while the lock is held (verifier rule). */
 	bpf_spin_lock(&slot->lock);
-	live = slot->state == NL_SLOT_LIVE;
+	live = slot->state == NL_SLOT_LIVE || slot->state == NL_SLOT_PENDING;
 	if (live) {
 		slot->packets += 1;
 		slot->bytes += len;
@@ -125,11 +125,21 @@ static __always_inline long insert_slot(struct nl_flow_key *key, __u64 len, __u6
 	slot->first_ns = now;
 	slot->last_ns = now;
 	slot->idle = 0;
-	slot->state = NL_SLOT_LIVE;
+	/*
+	 * PENDING until the index names it: the exchange, which walks the slot
+	 * array, must not take a slot that may yet lose the race to publish.
+	 */
+	slot->state = NL_SLOT_PENDING;
 
 	err = bpf_map_update_elem(&nl_index, key, &n, BPF_NOEXIST);
-	if (!err)
+	if (!err) {
+		/* Published. Other writers may already be adding: under the lock. */
+		bpf_spin_lock(&slot->lock);
+		if (slot->state == NL_SLOT_PENDING)
+			slot->state = NL_SLOT_LIVE;
+		bpf_spin_unlock(&slot->lock);
 		return NL_BUCKET_COUNTED;
+	}
 	/* Never published: it can go straight back. */
 	slot->state = NL_SLOT_FREE;
 	bpf_map_push_elem(&nl_free, &n, 0);
@@ -217,16 +227,26 @@ static __always_inline int key_matches(const struct nl_flow_key *k, const struct
 	return 1;
 }
 
-static long exchange_one(struct bpf_map *map, struct nl_flow_key *key, __u32 *idx,
+/*
+ * One slot of the walk. Only LIVE slots are taken: FREE and TOMBSTONE ones
+ * hold nothing, and a PENDING one (published moments ago, or about to lose
+ * its race to publish) is taken by the next cut, once LIVE.
+ */
+static long exchange_one(struct bpf_map *map, __u32 *idx, struct nl_slot *slot,
 			 struct exchange_ctx *ctx)
 {
+	struct nl_flow_key key;
 	struct nl_record *rec;
-	struct nl_slot *slot;
 	__u64 packets, bytes, first, last;
-	__u32 n = *idx, out = ctx->written;
+	__u32 out = ctx->written;
 	int evict = 0, live;
 
-	if (ctx->req.filtered && !key_matches(key, &ctx->req))
+	/* A racy peek to skip empty slots fast; the decision is made under the lock. */
+	if (slot->state != NL_SLOT_LIVE)
+		return 0;
+	/* The key is written before the slot is published and never after. */
+	__builtin_memcpy(&key, &slot->key, sizeof(key));
+	if (ctx->req.filtered && !key_matches(&key, &ctx->req))
 		return 0;
 	if (out >= ctx->req.max_records) {
 		/* Out of room: what is not taken stays counted for the next run. */
@@ -234,8 +254,7 @@ static long exchange_one(struct bpf_map *map, struct nl_flow_key *key, __u32 *id
 		return 1;
 	}
 	rec = bpf_map_lookup_elem(&nl_out, &out);
-	slot = bpf_map_lookup_elem(&nl_slots, &n);
-	if (!rec || !slot)
+	if (!rec)
 		return 0;
 
 	bpf_spin_lock(&slot->lock);
@@ -244,17 +263,21 @@ static long exchange_one(struct bpf_map *map, struct nl_flow_key *key, __u32 *id
 	bytes = slot->bytes;
 	first = slot->first_ns;
 	last = slot->last_ns;
-	slot->packets = 0;
-	slot->bytes = 0;
-	slot->first_ns = 0;
-	slot->last_ns = 0;
-	if (packets)
-		slot->idle = 0;
-	else
-		slot->idle += 1;
-	if (live && (ctx->req.evict_all || (ctx->req.idle_cuts && slot->idle >= ctx->req.idle_cuts)))
-		evict = 1;
+	if (live) {
+		slot->packets = 0;
+		slot->bytes = 0;
+		slot->first_ns = 0;
+		slot->last_ns = 0;
+		if (packets)
+			slot->idle = 0;
+		else
+			slot->idle += 1;
+		if (ctx->req.evict_all || (ctx->req.idle_cuts && slot->idle >= ctx->req.idle_cuts))
+			evict = 1;
+	}
 	bpf_spin_unlock(&slot->lock);
+	if (!live)
+		return 0;
 
 	if (evict) {
 		/*
@@ -263,7 +286,7 @@ static long exchange_one(struct bpf_map *map, struct nl_flow_key *key, __u32 *id
 		 * the tombstone, and this second take collects it; after the
 		 * tombstone it goes to the new slot instead.
 		 */
-		bpf_map_delete_elem(&nl_index, key);
+		bpf_map_delete_elem(&nl_index, &key);
 		bpf_spin_lock(&slot->lock);
 		packets += slot->packets;
 		bytes += slot->bytes;
@@ -281,8 +304,8 @@ static long exchange_one(struct bpf_map *map, struct nl_flow_key *key, __u32 *id
 
 	if (!packets && !evict)
 		return 0;
-	__builtin_memcpy(&rec->key, key, sizeof(*key));
-	rec->slot = n;
+	__builtin_memcpy(&rec->key, &key, sizeof(key));
+	rec->slot = *idx;
 	rec->packets = packets;
 	rec->bytes = bytes;
 	rec->first_ns = first;
@@ -295,8 +318,10 @@ static long exchange_one(struct bpf_map *map, struct nl_flow_key *key, __u32 *id
 /*
  * Run on demand through BPF_PROG_TEST_RUN with a struct nl_exchange_req as
  * its data (not an XDP program: an XDP test run waits for a grace period).
- * Returns the number of records in nl_out, with NL_EXCHANGE_INCOMPLETE set
- * if it stopped for lack of room (run it again for the rest).
+ * Walks the slot array in order (sequential memory, unlike the index's
+ * buckets). Returns the number of records in nl_out, with
+ * NL_EXCHANGE_INCOMPLETE set if it stopped for lack of room (run it again
+ * for the rest).
  */
 SEC("tc")
 int nl_exchange(struct __sk_buff *skb)
@@ -305,6 +330,6 @@ int nl_exchange(struct __sk_buff *skb)
 
 	if (bpf_skb_load_bytes(skb, 0, &ctx.req, sizeof(ctx.req)))
 		return 0;
-	bpf_for_each_map_elem(&nl_index, exchange_one, &ctx, 0);
+	bpf_for_each_map_elem(&nl_slots, exchange_one, &ctx, 0);
 	return ctx.written | (ctx.incomplete ? NL_EXCHANGE_INCOMPLETE : 0);
 }

@@ -61,6 +61,7 @@ enum nl_slot_state {
 	NL_SLOT_FREE = 0,      /* in the free-slot queue, or waiting for a grace period */
 	NL_SLOT_LIVE = 1,      /* owned by the key it holds; writers add under the lock */
 	NL_SLOT_TOMBSTONE = 2, /* evicted: writers that still reach it go elsewhere */
+	NL_SLOT_PENDING = 3,   /* filled, being published: writers add, the exchange waits */
 };
 
 /*
