@@ -475,7 +475,7 @@ impl Ledger {
             .filter(|(_, c)| !c.is_zero())
             .map(|(k, c)| (crate::lock::key_bytes(&k), k, c))
             .collect();
-        recs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        recs.sort_unstable_by_key(|r| r.0);
         let mut out: Vec<(FlowKey, Count)> = Vec::with_capacity(recs.len());
         let mut last: Option<[u8; 44]> = None;
         for (bytes, k, c) in recs {
