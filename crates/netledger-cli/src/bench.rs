@@ -44,14 +44,24 @@ fn machine() -> Machine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     Machine { kernel, cpu, cpus }
 }
 
 /// The first measurement matching every predicate.
-fn find<'a>(ms: &'a [Measurement], section: &str, unit: &str, name_has: &[&str]) -> Option<&'a Measurement> {
+fn find<'a>(
+    ms: &'a [Measurement],
+    section: &str,
+    unit: &str,
+    name_has: &[&str],
+) -> Option<&'a Measurement> {
     ms.iter().find(|m| {
         m.section == section
             && m.unit == unit
@@ -122,13 +132,15 @@ pub fn targets(ms: &[Measurement]) -> Vec<Target> {
         ),
         at_most(
             "full swap cut of 1M keys (ms)",
-            v(find(ms, "drain", "ms", &["swap", "1048576"]).or_else(|| find(ms, "drain", "ms", &["swap", "1000000"]))),
+            v(find(ms, "drain", "ms", &["swap", "1048576"])
+                .or_else(|| find(ms, "drain", "ms", &["swap", "1000000"]))),
             1000.0,
         ),
         at_most(
             "data-path slowdown from a concurrent locked reader, many keys",
-            v(ms.iter()
-                .find(|m| m.section == "reader" && m.unit == "x" && m.tag("keys").is_some_and(|k| k != "1"))),
+            v(ms.iter().find(|m| {
+                m.section == "reader" && m.unit == "x" && m.tag("keys").is_some_and(|k| k != "1")
+            })),
             1.10,
         ),
         at_least(
@@ -186,11 +198,23 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     };
     type Part = fn(&Options<'_>) -> netledger::Result<Vec<Measurement>>;
     let parts: [(&str, &str, Part); 5] = [
-        ("datapath", "1. Data-path cost (test_run, ns/packet)", bench::datapath),
+        (
+            "datapath",
+            "1. Data-path cost (test_run, ns/packet)",
+            bench::datapath,
+        ),
         ("exactness", "2. Read-side exactness", bench::exactness),
         ("drain", "3. Snapshot and drain throughput", bench::drain),
-        ("reader", "4. Data-path slowdown from a concurrent reader", bench::reader_slowdown),
-        ("real", "5. Real packets through a veth pair", bench::real_packets),
+        (
+            "reader",
+            "4. Data-path slowdown from a concurrent reader",
+            bench::reader_slowdown,
+        ),
+        (
+            "real",
+            "5. Real packets through a veth pair",
+            bench::real_packets,
+        ),
     ];
     let m = machine();
     let mut out = std::io::stdout().lock();
@@ -217,7 +241,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         all.extend(ms);
     }
     let targets = targets(&all);
-    writeln!(out, "\n### Targets\n\n| target | measured | bound | result |\n|---|---|---|---|")?;
+    writeln!(
+        out,
+        "\n### Targets\n\n| target | measured | bound | result |\n|---|---|---|---|"
+    )?;
     for t in &targets {
         writeln!(
             out,
@@ -239,8 +266,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             measurements: &all,
             targets: &targets,
         };
-        let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        serde_json::to_writer_pretty(f, &report).with_context(|| format!("writing {}", path.display()))?;
+        let f =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        serde_json::to_writer_pretty(f, &report)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.plot {
         plot(path, &all).with_context(|| format!("drawing {}", path.display()))?;
@@ -254,21 +283,33 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 fn plot(path: &Path, ms: &[Measurement]) -> Result<()> {
     use plotters::prelude::*;
     let mut series: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
-    for m in ms.iter().filter(|m| m.section == "datapath" && m.unit == "ns/packet") {
+    for m in ms
+        .iter()
+        .filter(|m| m.section == "datapath" && m.unit == "ns/packet")
+    {
         if m.tag("writers") != Some("1") || m.tag("same_key").is_some_and(|s| s != "true") {
             continue;
         }
-        let (Some(program), Some(keys)) = (m.tag("program"), m.tag("keys").and_then(|k| k.parse::<f64>().ok())) else {
+        let (Some(program), Some(keys)) = (
+            m.tag("program"),
+            m.tag("keys").and_then(|k| k.parse::<f64>().ok()),
+        ) else {
             continue;
         };
-        series.entry(program.to_string()).or_default().push((keys.max(1.0), m.value));
+        series
+            .entry(program.to_string())
+            .or_default()
+            .push((keys.max(1.0), m.value));
     }
     let max_y = series.values().flatten().map(|p| p.1).fold(10.0, f64::max) * 1.15;
     let max_x = series.values().flatten().map(|p| p.0).fold(10.0, f64::max) * 2.0;
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("netledger: ns/packet by strategy vs keys in the map (1 writer)", ("sans-serif", 20))
+        .caption(
+            "netledger: ns/packet by strategy vs keys in the map (1 writer)",
+            ("sans-serif", 20),
+        )
         .margin(20)
         .x_label_area_size(45)
         .y_label_area_size(60)
@@ -284,7 +325,9 @@ fn plot(path: &Path, ms: &[Measurement]) -> Result<()> {
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
     }
     chart

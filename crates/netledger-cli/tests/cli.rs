@@ -313,15 +313,38 @@ fn bench_quick_runs_end_to_end() {
     let dir = std::env::temp_dir().join(format!("nl-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (json, svg) = (dir.join("bench.json"), dir.join("bench.svg"));
-    let o = netledger(&["bench", "--quick", "--json", json.to_str().unwrap(), "--plot", svg.to_str().unwrap()]);
+    let o = netledger(&[
+        "bench",
+        "--quick",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "bench --quick failed: {}", stderr(&o));
     let out = stdout(&o);
-    for section in ["Data-path cost", "Read-side exactness", "Snapshot and drain", "concurrent reader", "Real packets", "Targets"] {
-        assert!(out.contains(section), "bench output lacks {section:?}:\n{out}");
+    for section in [
+        "Data-path cost",
+        "Read-side exactness",
+        "Snapshot and drain",
+        "concurrent reader",
+        "Real packets",
+        "Targets",
+    ] {
+        assert!(
+            out.contains(section),
+            "bench output lacks {section:?}:\n{out}"
+        );
     }
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert!(v["measurements"].is_array() && v["targets"].is_array(), "{v}");
-    assert!(!v["measurements"].as_array().unwrap().is_empty(), "bench measured nothing");
+    assert!(
+        v["measurements"].is_array() && v["targets"].is_array(),
+        "{v}"
+    );
+    assert!(
+        !v["measurements"].as_array().unwrap().is_empty(),
+        "bench measured nothing"
+    );
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.contains("<svg"), "the plot is an SVG");
     std::fs::remove_dir_all(&dir).unwrap();
