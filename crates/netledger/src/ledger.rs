@@ -440,10 +440,15 @@ impl Ledger {
                 (self.group_exchanged(&got), evicted, end)
             }
             Backend::Swap(b) => {
-                let (raw, buckets) = b.cut(&self.grace, self.ncpus)?;
+                let (raw, buckets, unique) = b.cut(&self.grace, self.ncpus)?;
                 // The interval ended at the flip, not when the drain finished.
                 let end = b.flipped_at();
-                (self.group(raw.into_iter()), buckets, end)
+                let flows = if unique {
+                    self.decode(raw.into_iter())
+                } else {
+                    self.group(raw.into_iter())
+                };
+                (flows, buckets, end)
             }
         };
         let interval = Interval::new(state.at, end, flows, buckets);
@@ -505,8 +510,12 @@ impl Ledger {
         if got.runs > 1 || !got.evicted.is_empty() {
             return self.group(flows);
         }
-        flows
-            .filter(|(_, c)| !c.is_zero())
+        self.decode(flows)
+    }
+
+    /// Decode records known to hold each key once.
+    fn decode(&self, raw: impl Iterator<Item = (nl_flow_key, Count)>) -> Vec<(FlowKey, Count)> {
+        raw.filter(|(_, c)| !c.is_zero())
             .map(|(k, c)| (FlowKey::from_raw(&k, &self.cfg), c))
             .collect()
     }

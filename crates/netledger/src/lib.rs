@@ -54,7 +54,7 @@ pub mod types {
     const _: () = assert!(std::mem::size_of::<nl_slot>() == 88);
     const _: () = assert!(std::mem::size_of::<nl_count>() == 16);
     const _: () = assert!(std::mem::size_of::<nl_stats>() == 8 + 16 * NL_NR_BUCKETS + 8 + 8);
-    const _: () = assert!(std::mem::size_of::<nl_exchange_req>() == 16 + 2 * 44);
+    const _: () = assert!(std::mem::size_of::<nl_exchange_req>() == 24 + 2 * 44);
     const _: () = assert!(std::mem::size_of::<nl_record>() == 88);
     const _: () = assert!(std::mem::size_of::<nl_config>() == 28);
     const _: () = assert!(std::mem::size_of::<nl_swap_counter>() == 32);

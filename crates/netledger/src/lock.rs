@@ -45,6 +45,10 @@ pub(crate) struct LockBackend {
     pub rodata: OwnedFd,
     out_map: sys::MappedArray,
     nslots: u32,
+    /// Live keys at the last read: picks the cheaper way to read them next.
+    live_hint: std::sync::atomic::AtomicUsize,
+    /// Serializes runs of the exchange, which share nl_out.
+    out_lock: std::sync::Mutex<()>,
 }
 
 impl LockBackend {
@@ -81,6 +85,8 @@ impl LockBackend {
             out,
             rodata: take(".rodata"),
             nslots: n,
+            live_hint: Default::default(),
+            out_lock: Default::default(),
         };
         // Every slot starts free.
         for slot in 0..n {
@@ -114,6 +120,8 @@ impl LockBackend {
             out,
             rodata,
             nslots,
+            live_hint: Default::default(),
+            out_lock: Default::default(),
         })
     }
 
@@ -134,24 +142,63 @@ impl LockBackend {
     /// Every live flow: the index (key -> slot) joined with the slots, each
     /// slot copied with `mode` (BPF_F_LOCK: under its lock).
     pub fn raw_flows(&self, mode: ReadMode) -> Result<Vec<(nl_flow_key, Count)>> {
-        let mut index: Vec<(nl_flow_key, u32)> = Vec::new();
-        sys::lookup_batch(self.index.as_fd(), 0, 1024, &mut index)
-            .map_err(map_err("batch lookup", "nl_index"))?;
-        // A batch over the slot array copies every slot, live or not; with
-        // few live keys, one lookup per live slot is cheaper.
-        if (index.len() as u64) * 16 < u64::from(self.nslots) {
-            let mut out = Vec::with_capacity(index.len());
-            for (key, n) in index {
-                let slot: Option<nl_slot> = sys::lookup_elem(self.slots.as_fd(), &n, mode.flags())
-                    .map_err(map_err("lookup", "nl_slots"))?;
-                out.extend(join(vec![(key, n)], |_| slot));
+        use std::sync::atomic::Ordering::Relaxed;
+        // Few live keys (as of the last read): the index, then one lookup per
+        // live slot. Many: one batch over the slot array, whose slots hold
+        // their key and state (a slot published moments ago, still PENDING,
+        // shows from the next read on).
+        if (self.live_hint.load(Relaxed) as u64) * 16 < u64::from(self.nslots) {
+            let mut index: Vec<(nl_flow_key, u32)> = Vec::new();
+            sys::lookup_batch(self.index.as_fd(), 0, 1024, &mut index)
+                .map_err(map_err("batch lookup", "nl_index"))?;
+            self.live_hint.store(index.len(), Relaxed);
+            if (index.len() as u64) * 16 < u64::from(self.nslots) {
+                let mut out = Vec::with_capacity(index.len());
+                for (key, n) in index {
+                    let slot: Option<nl_slot> =
+                        sys::lookup_elem(self.slots.as_fd(), &n, mode.flags())
+                            .map_err(map_err("lookup", "nl_slots"))?;
+                    out.extend(join(vec![(key, n)], |_| slot));
+                }
+                return Ok(out);
             }
-            return Ok(out);
         }
-        let mut slots: Vec<(u32, nl_slot)> = Vec::with_capacity(self.nslots as usize);
-        sys::lookup_batch(self.slots.as_fd(), mode.flags(), 4096, &mut slots)
-            .map_err(map_err("batch lookup", "nl_slots"))?;
-        Ok(join(index, |n| slots.get(n as usize).map(|(_, s)| *s)))
+        let out: Vec<(nl_flow_key, Count)> = if mode == ReadMode::Locked {
+            // The exchange program in peek mode: every live slot copied under
+            // its lock in one in-kernel pass, read through the mmapped nl_out.
+            self.run_exchange(None, 0, false, true)?
+                .records
+                .iter()
+                .map(|r| {
+                    (
+                        r.key,
+                        Count {
+                            packets: r.packets,
+                            bytes: r.bytes,
+                        },
+                    )
+                })
+                .collect()
+        } else {
+            let mut slots: Vec<(u32, nl_slot)> = Vec::with_capacity(self.nslots as usize);
+            sys::lookup_batch(self.slots.as_fd(), mode.flags(), 4096, &mut slots)
+                .map_err(map_err("batch lookup", "nl_slots"))?;
+            slots
+                .into_iter()
+                .filter(|(_, s)| s.state == NL_SLOT_LIVE)
+                .map(|(_, s)| {
+                    (
+                        s.key,
+                        Count {
+                            packets: s.packets,
+                            bytes: s.bytes,
+                        },
+                    )
+                })
+                .collect()
+        };
+        self.live_hint.store(out.len(), Relaxed);
+        Ok(out)
     }
 
     /// The same, one syscall per key and per slot (fallback and baseline).
@@ -199,11 +246,28 @@ impl LockBackend {
         idle_cuts: u32,
         evict_all: bool,
     ) -> Result<Exchanged> {
+        self.run_exchange(filter, idle_cuts, evict_all, false)
+    }
+
+    /// Run the exchange program. With `peek`, it only copies (under each
+    /// slot's lock): a coherent live snapshot in one pass, without zeroing.
+    fn run_exchange(
+        &self,
+        filter: Option<&KeyFilter>,
+        idle_cuts: u32,
+        evict_all: bool,
+        peek: bool,
+    ) -> Result<Exchanged> {
+        // nl_out is shared by every run: one at a time in this process (the
+        // pin directory's flock covers other processes).
+        let _out = self.out_lock.lock().unwrap_or_else(|e| e.into_inner());
         let req = nl_exchange_req {
             idle_cuts,
             max_records: self.nslots,
             filtered: filter.is_some() as u32,
             evict_all: evict_all as u32,
+            peek: peek as u32,
+            pad: 0,
             value: filter.map(|f| f.value).unwrap_or_default(),
             mask: filter.map(|f| f.mask).unwrap_or_default(),
         };

@@ -44,6 +44,10 @@ struct GenState {
     carry_stats: Vec<nl_stats>,
 }
 
+/// What a swap cut took: the flows, the buckets, and whether each key
+/// appears once.
+pub(crate) type SwapCut = (Vec<(nl_flow_key, Count)>, Buckets, bool);
+
 #[derive(Debug)]
 pub(crate) struct SwapBackend {
     prog: OwnedFd,
@@ -122,13 +126,13 @@ impl SwapBackend {
     }
 
     /// Swap generations, wait a grace period, drain the old one: everything
-    /// counted since the previous cut, each frame exactly once.
-    pub fn cut(
-        &self,
-        grace: &GraceMaps,
-        ncpus: usize,
-    ) -> Result<(Vec<(nl_flow_key, Count)>, Buckets)> {
+    /// counted since the previous cut, each frame exactly once; and whether
+    /// each key appears once.
+    pub fn cut(&self, grace: &GraceMaps, ncpus: usize) -> Result<SwapCut> {
         let mut st = self.lock();
+        // One drain of a per-CPU hash yields each key once; only a carry
+        // from a failed cut, or a dirty spare, can repeat a key.
+        let unique = st.carry_flows.is_empty() && !st.spare_dirty;
         let spare = st.live ^ 1;
         if st.spare_dirty {
             // A failed cut flipped away from it: once a grace period has
@@ -154,7 +158,27 @@ impl SwapBackend {
 
         let flows = std::mem::take(&mut st.carry_flows);
         let stats = std::mem::take(&mut st.carry_stats);
-        Ok((flows, sum_buckets(&stats)))
+        Ok((flows, sum_buckets(&stats), unique))
+    }
+
+    /// Give each key `count` in CPU 0's copy (zeros in the others) in the
+    /// live generation, from userspace, as the data path would: for drain
+    /// benchmarks with many keys (driving the XDP program once per key
+    /// through test_run would take a grace period per key). Keys already
+    /// there are overwritten.
+    pub(crate) fn populate(&self, keys: &[nl_flow_key], count: Count, ncpus: usize) -> Result<()> {
+        let st = self.lock();
+        let mut vals = vec![nl_swap_counter::default(); keys.len() * ncpus];
+        for v in vals.iter_mut().step_by(ncpus.max(1)) {
+            *v = nl_swap_counter {
+                packets: count.packets,
+                bytes: count.bytes,
+                first_ns: 1,
+                last_ns: 1,
+            };
+        }
+        sys::update_batch_percpu(self.flows[st.live as usize].as_fd(), keys, &vals, ncpus)
+            .map_err(map_err("batch update", "nl_flows"))
     }
 
     /// Take generation `g`'s stats and flows out of the kernel into the
@@ -173,24 +197,23 @@ impl SwapBackend {
 
         let stride = std::mem::size_of::<nl_swap_counter>().div_ceil(8) * 8;
         let chunk = (DRAIN_BUFFER / (stride * ncpus.max(1))).clamp(64, 8192) as u32;
-        let mut taken: Vec<(nl_flow_key, Vec<nl_swap_counter>)> = Vec::new();
-        let res = sys::lookup_and_delete_batch_percpu(
+        // What was taken is kept even if the batch then fails.
+        let carry = &mut st.carry_flows;
+        sys::lookup_and_delete_batch_percpu(
             self.flows[g as usize].as_fd(),
             ncpus,
             chunk,
-            &mut taken,
-        );
-        // Keep what was taken even if the batch then failed.
-        for (key, per_cpu) in taken {
-            let mut c = Count::default();
-            for v in &per_cpu {
-                c.add(Count {
-                    packets: v.packets,
-                    bytes: v.bytes,
-                });
-            }
-            st.carry_flows.push((key, c));
-        }
-        res.map_err(map_err("lookup and delete batch", "nl_flows"))
+            |key: nl_flow_key, per_cpu: &mut dyn Iterator<Item = nl_swap_counter>| {
+                let mut c = Count::default();
+                for v in per_cpu {
+                    c.add(Count {
+                        packets: v.packets,
+                        bytes: v.bytes,
+                    });
+                }
+                carry.push((key, c));
+            },
+        )
+        .map_err(map_err("lookup and delete batch", "nl_flows"))
     }
 }

@@ -188,7 +188,7 @@ pub fn lookup_and_delete_batch_percpu<K: Pod, V: Pod>(
     fd: BorrowedFd<'_>,
     ncpus: usize,
     chunk: u32,
-    out: &mut Vec<(K, Vec<V>)>,
+    mut each: impl FnMut(K, &mut dyn Iterator<Item = V>),
 ) -> io::Result<()> {
     // The kernel rounds each CPU's value up to 8 bytes.
     let stride = size_of::<V>().div_ceil(8) * 8;
@@ -237,12 +237,10 @@ pub fn lookup_and_delete_batch_percpu<K: Pod, V: Pod>(
         };
         for (i, key) in keys[..count as usize].iter().enumerate() {
             let base = i * per_key;
-            let per_cpu = (0..ncpus)
-                .map(|c| unsafe {
-                    std::ptr::read_unaligned(vals[base + c * stride..].as_ptr().cast::<V>())
-                })
-                .collect();
-            out.push((*key, per_cpu));
+            let mut per_cpu = (0..ncpus).map(|c| unsafe {
+                std::ptr::read_unaligned(vals[base + c * stride..].as_ptr().cast::<V>())
+            });
+            each(*key, &mut per_cpu);
         }
         if done {
             return Ok(());
@@ -546,4 +544,80 @@ impl std::fmt::Debug for MappedArray {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "MappedArray({} entries)", self.entries)
     }
+}
+
+/// Update many keys of a per-CPU map in as few syscalls as possible
+/// (BPF_MAP_UPDATE_BATCH): `values` holds one value per possible CPU for
+/// each key, key by key (`keys.len() * ncpus` values).
+pub fn update_batch_percpu<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+    ncpus: usize,
+) -> io::Result<()> {
+    assert_eq!(keys.len() * ncpus, values.len());
+    // The kernel rounds each CPU's value up to 8 bytes.
+    let stride = size_of::<V>().div_ceil(8) * 8;
+    let per_key = stride * ncpus;
+    const CHUNK: usize = 16384;
+    let mut buf = vec![0u8; per_key * CHUNK.min(keys.len())];
+    for (c, chunk) in keys.chunks(CHUNK).enumerate() {
+        let base = c * CHUNK;
+        for i in 0..chunk.len() * ncpus {
+            // SAFETY: i * stride + size_of::<V>() is within buf (chunk.len() <= CHUNK).
+            unsafe {
+                std::ptr::write_unaligned(
+                    buf[i * stride..].as_mut_ptr().cast::<V>(),
+                    values[base * ncpus + i],
+                )
+            };
+        }
+        let opts = libbpf_sys::bpf_map_batch_opts {
+            sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+            elem_flags: 0,
+            flags: 0,
+        };
+        let mut done = 0usize;
+        while done < chunk.len() {
+            let mut count = (chunk.len() - done) as u32;
+            let ret = unsafe {
+                libbpf_sys::bpf_map_update_batch(
+                    fd.as_raw_fd(),
+                    chunk[done..].as_ptr().cast(),
+                    buf[done * per_key..].as_ptr().cast(),
+                    &mut count,
+                    &opts,
+                )
+            };
+            match check(ret) {
+                Ok(_) => done += count as usize,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => done += count as usize,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The ids of the maps a program uses (directly: not the inner maps of a
+/// map-in-map).
+pub fn prog_map_ids(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    let mut info: libbpf_sys::bpf_prog_info = unsafe { MaybeUninit::zeroed().assume_init() };
+    let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    check(unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) })?;
+    let n = info.nr_map_ids;
+    let mut ids = vec![0u32; n as usize];
+    let mut info: libbpf_sys::bpf_prog_info = unsafe { MaybeUninit::zeroed().assume_init() };
+    info.nr_map_ids = n;
+    info.map_ids = ids.as_mut_ptr() as u64;
+    let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    check(unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) })?;
+    ids.truncate(info.nr_map_ids.min(n) as usize);
+    Ok(ids)
+}
+
+/// A descriptor of the map with kernel id `id`.
+pub fn map_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let fd = check(unsafe { libbpf_sys::bpf_map_get_fd_by_id(id) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -13,6 +13,7 @@ use crate::error::Result;
 mod datapath;
 mod drain;
 mod exactness;
+mod programs;
 mod real;
 
 /// One figure.

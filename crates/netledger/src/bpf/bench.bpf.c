@@ -99,3 +99,165 @@ int nl_naive(struct xdp_md *ctx)
 	bpf_spin_unlock(&v->lock);
 	return XDP_PASS;
 }
+
+/* ---------------------------------------------------------------------- */
+/* Data-path cost: every way of counting, side by side (bench/datapath.rs). */
+
+/*
+ * A flow's packets and bytes in a shared hash: one value for all CPUs.
+ * Preallocated (the default); the loader sets max_entries to the number of
+ * keys measured. nl_plain and nl_atomic share it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct nl_flow_key);
+	__type(value, struct nl_count);
+} nl_bench_hash SEC(".maps");
+
+/* The same per CPU: each CPU adds to its own copy. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct nl_flow_key);
+	__type(value, struct nl_count);
+} nl_bench_pcpu SEC(".maps");
+
+/* The bare counters: one element, no key, no parsing. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nl_naive_value);
+} nl_bare_lock_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nl_count);
+} nl_bare_pcpu_map SEC(".maps");
+
+/* Parse and shape the key exactly as the data paths do; 0 if not counted. */
+static __always_inline int bench_key(struct xdp_md *ctx, struct nl_flow_key *key, __u64 *len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+
+	*len = bpf_xdp_get_buff_len(ctx);
+	if (parse_frame(data, end, *len, key) != NL_BUCKET_COUNTED)
+		return 0;
+	shape_key(key);
+	return 1;
+}
+
+/*
+ * The key's value in map, inserted with this frame if it is missing (then
+ * NULL: the frame is counted by the insert). Keys are prepopulated for
+ * measurements, so the insert is the slow path.
+ */
+static __always_inline struct nl_count *bench_value(void *map, struct nl_flow_key *key, __u64 len)
+{
+	struct nl_count *v = bpf_map_lookup_elem(map, key);
+
+	if (!v) {
+		struct nl_count init = { .packets = 1, .bytes = len };
+
+		if (!bpf_map_update_elem(map, key, &init, BPF_NOEXIST))
+			return NULL;
+		v = bpf_map_lookup_elem(map, key);
+	}
+	return v;
+}
+
+/* Plain `+=` on a shared value: fast, and wrong under concurrency (lost and torn updates). */
+SEC("xdp.frags")
+int nl_plain(struct xdp_md *ctx)
+{
+	struct nl_flow_key key = {};
+	struct nl_count *v;
+	__u64 len;
+
+	if (!bench_key(ctx, &key, &len))
+		return XDP_PASS;
+	v = bench_value(&nl_bench_hash, &key, len);
+	if (v) {
+		v->packets += 1;
+		v->bytes += len;
+	}
+	return XDP_PASS;
+}
+
+/* Two atomic adds: no lost updates, but packets and bytes may be read apart. */
+SEC("xdp.frags")
+int nl_atomic(struct xdp_md *ctx)
+{
+	struct nl_flow_key key = {};
+	struct nl_count *v;
+	__u64 len;
+
+	if (!bench_key(ctx, &key, &len))
+		return XDP_PASS;
+	v = bench_value(&nl_bench_hash, &key, len);
+	if (v) {
+		__sync_fetch_and_add(&v->packets, 1);
+		__sync_fetch_and_add(&v->bytes, len);
+	}
+	return XDP_PASS;
+}
+
+/* A per-CPU hash with plain adds: exact per CPU, summed by the reader. */
+SEC("xdp.frags")
+int nl_percpu(struct xdp_md *ctx)
+{
+	struct nl_flow_key key = {};
+	struct nl_count *v;
+	__u64 len;
+
+	if (!bench_key(ctx, &key, &len))
+		return XDP_PASS;
+	v = bench_value(&nl_bench_pcpu, &key, len);
+	if (v) {
+		v->packets += 1;
+		v->bytes += len;
+	}
+	return XDP_PASS;
+}
+
+/* The cheapest spin-locked counter: one element, no parsing, no key. */
+SEC("xdp.frags")
+int nl_bare_lock(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u64 len = end - data;
+	struct nl_naive_value *v;
+	__u32 zero = 0;
+
+	v = bpf_map_lookup_elem(&nl_bare_lock_map, &zero);
+	if (!v)
+		return XDP_PASS;
+	bpf_spin_lock(&v->lock);
+	v->packets += 1;
+	v->bytes += len;
+	bpf_spin_unlock(&v->lock);
+	return XDP_PASS;
+}
+
+/* The cheapest per-CPU counter: one element, no parsing, no key. */
+SEC("xdp.frags")
+int nl_bare_percpu(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u64 len = end - data;
+	struct nl_count *v;
+	__u32 zero = 0;
+
+	v = bpf_map_lookup_elem(&nl_bare_pcpu_map, &zero);
+	if (!v)
+		return XDP_PASS;
+	v->packets += 1;
+	v->bytes += len;
+	return XDP_PASS;
+}

@@ -197,7 +197,7 @@ int nl_xdp(struct xdp_md *ctx)
 	bucket = parse_frame(data, end, len, &key);
 	if (bucket == NL_BUCKET_COUNTED) {
 		shape_key(&key);
-		bucket = count_flow(st, &key, len, bpf_ktime_get_coarse_ns());
+		bucket = count_flow(st, &key, len, nl_now());
 	}
 	/* Bounds the index for the verifier; every bucket returned is below it. */
 	if (bucket >= NL_NR_BUCKETS)
@@ -263,7 +263,7 @@ static long exchange_one(struct bpf_map *map, __u32 *idx, struct nl_slot *slot,
 	bytes = slot->bytes;
 	first = slot->first_ns;
 	last = slot->last_ns;
-	if (live) {
+	if (live && !ctx->req.peek) {
 		slot->packets = 0;
 		slot->bytes = 0;
 		slot->first_ns = 0;
@@ -302,7 +302,8 @@ static long exchange_one(struct bpf_map *map, __u32 *idx, struct nl_slot *slot,
 		bpf_spin_unlock(&slot->lock);
 	}
 
-	if (!packets && !evict)
+	/* A cut reports keys with traffic; a peek reports every live key. */
+	if (!packets && !evict && !ctx->req.peek)
 		return 0;
 	__builtin_memcpy(&rec->key, &key, sizeof(key));
 	rec->slot = *idx;

@@ -82,7 +82,7 @@ struct nl_slot {
 	__u32 idle;  /* consecutive cuts that found no packet */
 	__u64 packets;
 	__u64 bytes;
-	__u64 first_ns; /* coarse CLOCK_MONOTONIC of the first packet since the last cut */
+	__u64 first_ns; /* coarse time (ns, tick resolution) of the first packet since the last cut */
 	__u64 last_ns;	/* and of the latest */
 };
 
@@ -92,6 +92,8 @@ struct nl_exchange_req {
 	__u32 max_records; /* room in nl_out */
 	__u32 filtered;	   /* non-zero: only keys with (key & mask) == value */
 	__u32 evict_all;   /* non-zero: evict every key taken, idle or not */
+	__u32 peek;	   /* non-zero: copy only (a coherent live snapshot): no zeroing */
+	__u32 pad;
 	struct nl_flow_key value;
 	struct nl_flow_key mask;
 };

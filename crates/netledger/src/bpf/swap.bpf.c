@@ -137,7 +137,7 @@ int nl_xdp(struct xdp_md *ctx)
 	void *end = (void *)(long)ctx->data_end;
 	/* The whole frame, every fragment of a multi-buffer one included. */
 	__u64 len = bpf_xdp_get_buff_len(ctx);
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = nl_now();
 	struct nl_flow_key key = {};
 	struct nl_stats *st;
 	void *flows, *stats;
