@@ -130,8 +130,10 @@ pub struct KeyOpts {
     /// Capacity of the flow map; packets of new flows beyond it are counted in map_full.
     #[arg(long, value_name = "N", default_value_t = 65536)]
     max_flows: u32,
-    /// How counters are kept and cut (see `lock` and `swap` below).
-    #[arg(long, value_enum, default_value = "lock")]
+    /// How counters are kept and cut (see `lock` and `swap` below). swap is
+    /// the default: its data path is the cheapest and stays flat under
+    /// contention (docs/benchmarks.md); choose lock for `reset` and live reads.
+    #[arg(long, value_enum, default_value = "swap")]
     strategy: StrategyArg,
     /// Evict a flow after N intervals without traffic, so the map does not
     /// fill up (0: never). Nothing counted is lost by an eviction.

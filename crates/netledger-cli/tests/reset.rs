@@ -56,7 +56,16 @@ fn start_watch(
 ) {
     let child = Command::new("nsenter")
         .args(&nsenter(ns)[1..])
-        .args([BIN, "watch", "--iface", "nlrs1", "--format", "jsonl"])
+        .args([
+            BIN,
+            "watch",
+            "--iface",
+            "nlrs1",
+            "--format",
+            "jsonl",
+            "--strategy",
+            "lock",
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -247,7 +256,16 @@ fn reset_errors_are_one_clear_line() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let second = Command::new("nsenter")
         .args(&nsenter(&b.rx)[1..])
-        .args([BIN, "watch", "--iface", "nlrs1", "--count", "1"])
+        .args([
+            BIN,
+            "watch",
+            "--iface",
+            "nlrs1",
+            "--count",
+            "1",
+            "--strategy",
+            "lock",
+        ])
         .output()
         .unwrap();
     assert_eq!(

@@ -46,7 +46,7 @@ pub enum Error {
     NeedsLockStrategy { what: &'static str },
     #[error("bpffs is not mounted at /sys/fs/bpf and could not be mounted; mount it with `mount -t bpf bpf /sys/fs/bpf`")]
     BpffsNotMounted,
-    #[error("no netledger is counting on {iface:?} in this network namespace; start one with `netledger watch --iface {iface}`")]
+    #[error("no netledger is counting on {iface:?} in this network namespace that reset can reach; start one with `netledger watch --iface {iface} --strategy lock`")]
     NotRunning { iface: String },
     #[error("another netledger is already counting on {iface:?}; stop it first, or reset its counters with `netledger reset --iface {iface}`")]
     AlreadyRunning { iface: String },
