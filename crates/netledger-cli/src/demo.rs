@@ -177,6 +177,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let cfg = LedgerConfig {
         key_mode: KeyMode::FiveTuple,
         vlan: true,
+        strategy: args.strategy.into(),
         ..Default::default()
     };
     let ledger = Ledger::load(cfg.clone())?;

@@ -249,6 +249,9 @@ pub struct DemoArgs {
     /// Frames per flow.
     #[arg(long, value_name = "N", default_value_t = 100)]
     packets: u32,
+    /// How counters are kept and cut (as for watch).
+    #[arg(long, value_enum, default_value = "swap")]
+    strategy: StrategyArg,
 }
 
 /// Parse "1s", "250ms", "1.5s", "2m", "100us".
