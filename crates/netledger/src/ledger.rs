@@ -239,19 +239,11 @@ impl Ledger {
             Strategy::Lock => Backend::Lock(LockBackend::load(&cfg)?),
             Strategy::Swap => Backend::Swap(SwapBackend::load(&cfg)?),
         };
-        Ok(Ledger {
-            backend,
-            grace: sys::GraceMaps::create().map_err(map_err("create", "nl_grace"))?,
-            ncpus: sys::possible_cpus().map_err(map_err("count CPUs", "nl_stats"))?,
-            cut: Mutex::new(CutState {
-                at: SystemTime::now(),
-                buckets: Buckets::default(),
-            }),
-            cut_lock: OnceLock::new(),
-            cfg,
-        })
+        Ledger::from_backend(cfg, backend, Buckets::default())
     }
 
+    /// A ledger around loaded (or opened) programs and maps; `buckets` is the
+    /// reading the first cut's bucket deltas start from.
     pub(crate) fn from_backend(
         cfg: LedgerConfig,
         backend: Backend,

@@ -154,7 +154,7 @@ impl Snapshot {
     /// The deltas from `earlier` to `self`: flows with traffic in between,
     /// most bytes first.
     pub fn since(&self, earlier: &Snapshot) -> Interval {
-        let mut flows: Vec<(FlowKey, Count)> = self
+        let flows: Vec<(FlowKey, Count)> = self
             .flows
             .iter()
             .map(|(k, c)| {
@@ -163,20 +163,13 @@ impl Snapshot {
                     c.since(earlier.flows.get(k).copied().unwrap_or_default()),
                 )
             })
-            .filter(|(_, d)| !d.is_zero())
             .collect();
-        flows.sort_by(|a, b| {
-            b.1.bytes
-                .cmp(&a.1.bytes)
-                .then(b.1.packets.cmp(&a.1.packets))
-                .then(a.0.cmp(&b.0))
-        });
-        Interval {
-            start: earlier.at,
-            end: self.at,
+        Interval::new(
+            earlier.at,
+            self.at,
             flows,
-            buckets: self.buckets.since(&earlier.buckets),
-        }
+            self.buckets.since(&earlier.buckets),
+        )
     }
 }
 

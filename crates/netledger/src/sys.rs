@@ -36,9 +36,44 @@ pub fn lookup_batch<K: Pod, V: Pod>(
     chunk: u32,
     out: &mut Vec<(K, V)>,
 ) -> io::Result<()> {
+    batch_walk(
+        fd,
+        false,
+        elem_flags,
+        chunk,
+        size_of::<K>(),
+        size_of::<V>(),
+        |keys, vals, n| {
+            for i in 0..n {
+                // SAFETY: the buffers hold n keys and n values of the map's sizes,
+                // which are K's and V's; read_unaligned copes with the byte buffer.
+                let k = unsafe {
+                    std::ptr::read_unaligned(keys[i * size_of::<K>()..].as_ptr().cast::<K>())
+                };
+                let v = unsafe {
+                    std::ptr::read_unaligned(vals[i * size_of::<V>()..].as_ptr().cast::<V>())
+                };
+                out.push((k, v));
+            }
+        },
+    )
+}
+
+/// The batch loop shared by lookups and lookups-and-deletes of hash maps:
+/// calls `each(keys, values, n)` per batch of raw bytes (`val_len` bytes of
+/// values per key), growing the batch when a hash bucket does not fit in it.
+fn batch_walk(
+    fd: BorrowedFd<'_>,
+    delete: bool,
+    elem_flags: u64,
+    chunk: u32,
+    key_len: usize,
+    val_len: usize,
+    mut each: impl FnMut(&[u8], &[u8], usize),
+) -> io::Result<()> {
     let mut chunk = chunk.max(1);
-    let mut keys: Vec<K> = Vec::new();
-    let mut vals: Vec<V> = Vec::new();
+    let mut keys: Vec<u8> = Vec::new();
+    let mut vals: Vec<u8> = Vec::new();
     // The hash map's batch token is a bucket index (u32); give it room for more.
     let mut token_in = [0u64; 2];
     let mut token_out = [0u64; 2];
@@ -48,9 +83,14 @@ pub fn lookup_batch<K: Pod, V: Pod>(
         elem_flags,
         flags: 0,
     };
+    let call = if delete {
+        libbpf_sys::bpf_map_lookup_and_delete_batch
+    } else {
+        libbpf_sys::bpf_map_lookup_batch
+    };
     loop {
-        keys.resize(chunk as usize, K::default());
-        vals.resize(chunk as usize, V::default());
+        keys.resize(chunk as usize * key_len, 0);
+        vals.resize(chunk as usize * val_len, 0);
         let mut count = chunk;
         let in_ptr = if first {
             std::ptr::null_mut()
@@ -58,7 +98,7 @@ pub fn lookup_batch<K: Pod, V: Pod>(
             token_in.as_mut_ptr().cast()
         };
         let ret = unsafe {
-            libbpf_sys::bpf_map_lookup_batch(
+            call(
                 fd.as_raw_fd(),
                 in_ptr,
                 token_out.as_mut_ptr().cast(),
@@ -76,11 +116,10 @@ pub fn lookup_batch<K: Pod, V: Pod>(
                 chunk = chunk.saturating_mul(2);
                 continue;
             }
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) && count == 0 => continue,
             Err(e) => return Err(e),
         };
-        let n = count as usize;
-        out.extend(keys[..n].iter().copied().zip(vals[..n].iter().copied()));
+        each(&keys, &vals, count as usize);
         if done {
             return Ok(());
         }
@@ -193,61 +232,27 @@ pub fn lookup_and_delete_batch_percpu<K: Pod, V: Pod>(
     // The kernel rounds each CPU's value up to 8 bytes.
     let stride = size_of::<V>().div_ceil(8) * 8;
     let per_key = stride * ncpus;
-    let mut chunk = chunk.max(1);
-    let mut keys: Vec<K> = Vec::new();
-    let mut vals: Vec<u8> = Vec::new();
-    // The hash map's batch token is a bucket index (u32); give it room for more.
-    let mut token_in = [0u64; 2];
-    let mut token_out = [0u64; 2];
-    let mut first = true;
-    let opts = libbpf_sys::bpf_map_batch_opts {
-        sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
-        elem_flags: 0,
-        flags: 0,
-    };
-    loop {
-        keys.resize(chunk as usize, K::default());
-        vals.resize(chunk as usize * per_key, 0);
-        let mut count = chunk;
-        let in_ptr = if first {
-            std::ptr::null_mut()
-        } else {
-            token_in.as_mut_ptr().cast()
-        };
-        let ret = unsafe {
-            libbpf_sys::bpf_map_lookup_and_delete_batch(
-                fd.as_raw_fd(),
-                in_ptr,
-                token_out.as_mut_ptr().cast(),
-                keys.as_mut_ptr().cast(),
-                vals.as_mut_ptr().cast(),
-                &mut count,
-                &opts,
-            )
-        };
-        let done = match check(ret) {
-            Ok(_) => false,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
-            // A hash bucket holds more elements than fit: retry with more room.
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && count == 0 => {
-                chunk = chunk.saturating_mul(2);
-                continue;
+    batch_walk(
+        fd,
+        true,
+        0,
+        chunk,
+        size_of::<K>(),
+        per_key,
+        |keys, vals, n| {
+            for i in 0..n {
+                // SAFETY: as in lookup_batch; each key has ncpus values, stride apart.
+                let key = unsafe {
+                    std::ptr::read_unaligned(keys[i * size_of::<K>()..].as_ptr().cast::<K>())
+                };
+                let base = i * per_key;
+                let mut per_cpu = (0..ncpus).map(|c| unsafe {
+                    std::ptr::read_unaligned(vals[base + c * stride..].as_ptr().cast::<V>())
+                });
+                each(key, &mut per_cpu);
             }
-            Err(e) => return Err(e),
-        };
-        for (i, key) in keys[..count as usize].iter().enumerate() {
-            let base = i * per_key;
-            let mut per_cpu = (0..ncpus).map(|c| unsafe {
-                std::ptr::read_unaligned(vals[base + c * stride..].as_ptr().cast::<V>())
-            });
-            each(*key, &mut per_cpu);
-        }
-        if done {
-            return Ok(());
-        }
-        token_in = token_out;
-        first = false;
-    }
+        },
+    )
 }
 
 /// Push `value` onto a BPF queue map.
