@@ -283,4 +283,15 @@ fn reset_errors_are_one_clear_line() {
     // Clean exit removed the pins.
     let o = reset(&b.rx, &[]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no netledger is counting on"));
+
+    // Something else where the pins would be: not ours, and said so.
+    let dir = b.rx.run(|| netledger::pin_dir("nlrs1")).unwrap();
+    std::fs::create_dir_all(dir.join("xdp")).unwrap();
+    let o = reset(&b.rx, &[]);
+    let _ = std::fs::remove_dir(dir.join("xdp"));
+    let _ = std::fs::remove_dir(&dir);
+    let _ = std::fs::remove_dir(dir.parent().unwrap());
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("is not a netledger pin set"), "{e}");
 }
