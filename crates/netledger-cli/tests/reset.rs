@@ -291,6 +291,7 @@ fn reset_errors_are_one_clear_line() {
     let _ = std::fs::remove_dir(dir.join("xdp"));
     let _ = std::fs::remove_dir(&dir);
     let _ = std::fs::remove_dir(dir.parent().unwrap());
+    let _ = std::fs::remove_dir(dir.parent().unwrap().parent().unwrap());
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("is not a netledger pin set"), "{e}");
