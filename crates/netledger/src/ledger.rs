@@ -490,15 +490,10 @@ impl Ledger {
     /// is evicted and re-created, so records need merging only when the
     /// exchange evicted something or ran more than once.
     fn group_exchanged(&self, got: &crate::lock::Exchanged) -> Vec<(FlowKey, Count)> {
-        let flows = got.records.iter().map(|r| {
-            (
-                r.key,
-                Count {
-                    packets: r.packets,
-                    bytes: r.bytes,
-                },
-            )
-        });
+        let flows = got
+            .records
+            .iter()
+            .map(|r| (r.key, crate::lock::record_count(r)));
         if got.runs > 1 || !got.evicted.is_empty() {
             return self.group(flows);
         }

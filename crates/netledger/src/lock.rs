@@ -153,14 +153,7 @@ impl LockBackend {
                 .map_err(map_err("batch lookup", "nl_index"))?;
             self.live_hint.store(index.len(), Relaxed);
             if (index.len() as u64) * 16 < u64::from(self.nslots) {
-                let mut out = Vec::with_capacity(index.len());
-                for (key, n) in index {
-                    let slot: Option<nl_slot> =
-                        sys::lookup_elem(self.slots.as_fd(), &n, mode.flags())
-                            .map_err(map_err("lookup", "nl_slots"))?;
-                    out.extend(join(vec![(key, n)], |_| slot));
-                }
-                return Ok(out);
+                return self.read_slots(index, mode);
             }
         }
         let out: Vec<(nl_flow_key, Count)> = if mode == ReadMode::Locked {
@@ -169,15 +162,7 @@ impl LockBackend {
             self.run_exchange(None, 0, false, true)?
                 .records
                 .iter()
-                .map(|r| {
-                    (
-                        r.key,
-                        Count {
-                            packets: r.packets,
-                            bytes: r.bytes,
-                        },
-                    )
-                })
+                .map(|r| (r.key, record_count(r)))
                 .collect()
         } else {
             let mut slots: Vec<(u32, nl_slot)> = Vec::with_capacity(self.nslots as usize);
@@ -186,15 +171,7 @@ impl LockBackend {
             slots
                 .into_iter()
                 .filter(|(_, s)| s.state == NL_SLOT_LIVE)
-                .map(|(_, s)| {
-                    (
-                        s.key,
-                        Count {
-                            packets: s.packets,
-                            bytes: s.bytes,
-                        },
-                    )
-                })
+                .map(|(_, s)| (s.key, slot_count(&s)))
                 .collect()
         };
         self.live_hint.store(out.len(), Relaxed);
@@ -205,24 +182,15 @@ impl LockBackend {
     pub fn raw_flows_per_element(&self, mode: ReadMode) -> Result<Vec<(nl_flow_key, Count)>> {
         let fd = self.index.as_fd();
         let mut index = Vec::new();
-        let mut cur: Option<nl_flow_key> = None;
-        while let Some(key) =
-            sys::next_key(fd, cur.as_ref()).map_err(map_err("next key", "nl_index"))?
-        {
+        for key in sys::all_keys::<nl_flow_key>(fd).map_err(map_err("next key", "nl_index"))? {
+            // A key deleted between the two calls is simply gone.
             if let Some(n) =
                 sys::lookup_elem::<_, u32>(fd, &key, 0).map_err(map_err("lookup", "nl_index"))?
             {
                 index.push((key, n));
             }
-            cur = Some(key);
         }
-        let mut out = Vec::new();
-        for (key, n) in index {
-            let slot: Option<nl_slot> = sys::lookup_elem(self.slots.as_fd(), &n, mode.flags())
-                .map_err(map_err("lookup", "nl_slots"))?;
-            out.extend(join(vec![(key, n)], |_| slot));
-        }
-        Ok(out)
+        self.read_slots(index, mode)
     }
 
     /// One key's counters, copied with `mode`; None if it has no live slot.
@@ -232,9 +200,32 @@ impl LockBackend {
         else {
             return Ok(None);
         };
-        let slot: Option<nl_slot> = sys::lookup_elem(self.slots.as_fd(), &n, mode.flags())
-            .map_err(map_err("lookup", "nl_slots"))?;
-        Ok(join(vec![(*key, n)], |_| slot).first().map(|(_, c)| *c))
+        Ok(self
+            .read_slots(vec![(*key, n)], mode)?
+            .first()
+            .map(|(_, c)| *c))
+    }
+
+    /// Each index entry's slot, copied with `mode` (BPF_F_LOCK: under its
+    /// lock), kept only if it is still that key's slot and live (or
+    /// published moments ago and still PENDING).
+    fn read_slots(
+        &self,
+        index: Vec<(nl_flow_key, u32)>,
+        mode: ReadMode,
+    ) -> Result<Vec<(nl_flow_key, Count)>> {
+        let mut out = Vec::with_capacity(index.len());
+        for (key, n) in index {
+            let slot: Option<nl_slot> = sys::lookup_elem(self.slots.as_fd(), &n, mode.flags())
+                .map_err(map_err("lookup", "nl_slots"))?;
+            if let Some(s) = slot.filter(|s| {
+                (s.state == NL_SLOT_LIVE || s.state == NL_SLOT_PENDING)
+                    && key_bytes(&s.key) == key_bytes(&key)
+            }) {
+                out.push((key, slot_count(&s)));
+            }
+        }
+        Ok(out)
     }
 
     /// Run the exchange: copy and zero (under each slot's lock) every key
@@ -357,42 +348,23 @@ impl LockBackend {
     }
 }
 
-/// Keep the index entries whose slot is live (or published moments ago and
-/// still marked pending) and holds that very key.
-fn join(
-    index: Vec<(nl_flow_key, u32)>,
-    slot: impl Fn(u32) -> Option<nl_slot>,
-) -> Vec<(nl_flow_key, Count)> {
-    index
-        .into_iter()
-        .filter_map(|(key, n)| {
-            let s = slot(n)?;
-            ((s.state == NL_SLOT_LIVE || s.state == NL_SLOT_PENDING) && keys_equal(&s.key, &key))
-                .then_some((
-                    key,
-                    Count {
-                        packets: s.packets,
-                        bytes: s.bytes,
-                    },
-                ))
-        })
-        .collect()
+fn slot_count(s: &nl_slot) -> Count {
+    Count {
+        packets: s.packets,
+        bytes: s.bytes,
+    }
+}
+
+pub(crate) fn record_count(r: &nl_record) -> Count {
+    Count {
+        packets: r.packets,
+        bytes: r.bytes,
+    }
 }
 
 pub(crate) fn key_bytes(k: &nl_flow_key) -> [u8; 44] {
     // SAFETY: nl_flow_key is 44 bytes of plain data (asserted in lib.rs).
     unsafe { std::mem::transmute_copy(k) }
-}
-
-pub(crate) fn keys_equal(a: &nl_flow_key, b: &nl_flow_key) -> bool {
-    a.src == b.src
-        && a.dst == b.dst
-        && a.sport == b.sport
-        && a.dport == b.dport
-        && a.vlan == b.vlan
-        && a.family == b.family
-        && a.proto == b.proto
-        && a.flags == b.flags
 }
 
 /// What to select in a targeted reset; every field given must match.

@@ -5,14 +5,14 @@
 //! write (KERNEL-NOTES.md, "Why read then reset loses counts"); the
 //! conservation harness measures how many.
 
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::config::LedgerConfig;
 use crate::error::Result;
 use crate::key::FlowKey;
 use crate::ledger::{load_object, map_err, test_run, TestRun};
 use crate::snapshot::Count;
+use crate::sys;
 use crate::types::nl_flow_key;
 
 mod skel {
@@ -60,12 +60,13 @@ pub struct NaiveLedger {
     pub method: NaiveReset,
 }
 
-/// libbpf returns `-errno`.
-fn check(ret: i32) -> io::Result<()> {
-    if ret < 0 {
-        Err(io::Error::from_raw_os_error(-ret))
-    } else {
-        Ok(())
+// SAFETY: three u64s (the lock word and padding included); every bit pattern is a value.
+unsafe impl sys::Pod for nl_naive_value {}
+
+fn count(v: nl_naive_value) -> Count {
+    Count {
+        packets: v.packets,
+        bytes: v.bytes,
     }
 }
 
@@ -113,64 +114,21 @@ impl NaiveLedger {
 
     /// Every key currently in the map (a `BPF_MAP_GET_NEXT_KEY` walk).
     pub fn keys(&self) -> Result<Vec<nl_flow_key>> {
-        let fd = self.flows.as_raw_fd();
-        let mut keys = Vec::new();
-        let mut cur: Option<nl_flow_key> = None;
-        loop {
-            let mut next = nl_flow_key::default();
-            let prev = cur
-                .as_ref()
-                .map_or(std::ptr::null(), |k| (k as *const nl_flow_key).cast());
-            // SAFETY: both pointers are to nl_flow_key, the map's key type.
-            let ret = unsafe {
-                libbpf_sys::bpf_map_get_next_key(fd, prev, (&mut next as *mut nl_flow_key).cast())
-            };
-            match check(ret) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(keys),
-                Err(e) => return Err(map_err("next key", "nl_naive_flows")(e)),
-            }
-            keys.push(next);
-            cur = Some(next);
-        }
+        sys::all_keys(self.flows.as_fd()).map_err(map_err("next key", "nl_naive_flows"))
     }
 
     /// One key's counts, copied under its lock (BPF_F_LOCK); None if absent.
     pub fn lookup(&self, key: &nl_flow_key) -> Result<Option<Count>> {
-        let mut v = nl_naive_value::default();
-        // SAFETY: key and value have the map's key and value types.
-        let ret = unsafe {
-            libbpf_sys::bpf_map_lookup_elem_flags(
-                self.flows.as_raw_fd(),
-                (key as *const nl_flow_key).cast(),
-                (&mut v as *mut nl_naive_value).cast(),
-                lock_flag(),
-            )
-        };
-        match check(ret) {
-            Ok(()) => Ok(Some(Count {
-                packets: v.packets,
-                bytes: v.bytes,
-            })),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-            Err(e) => Err(map_err("lookup", "nl_naive_flows")(e)),
-        }
+        let v: Option<nl_naive_value> = sys::lookup_elem(self.flows.as_fd(), key, lock_flag())
+            .map_err(map_err("lookup", "nl_naive_flows"))?;
+        Ok(v.map(count))
     }
 
     /// Set one existing key's counters to zero under its lock
     /// (BPF_F_LOCK | BPF_EXIST). Returns false if the key is gone.
     fn zero(&self, key: &nl_flow_key) -> Result<bool> {
-        let v = nl_naive_value::default();
-        // SAFETY: as in lookup.
-        let ret = unsafe {
-            libbpf_sys::bpf_map_update_elem(
-                self.flows.as_raw_fd(),
-                (key as *const nl_flow_key).cast(),
-                (&v as *const nl_naive_value).cast(),
-                lock_flag() | u64::from(libbpf_sys::BPF_EXIST),
-            )
-        };
-        match check(ret) {
+        let flags = lock_flag() | u64::from(libbpf_sys::BPF_EXIST);
+        match sys::update_elem(self.flows.as_fd(), key, &nl_naive_value::default(), flags) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(map_err("update", "nl_naive_flows")(e)),
@@ -180,24 +138,10 @@ impl NaiveLedger {
     /// Copy one key's counters and delete it (BPF_MAP_LOOKUP_AND_DELETE_ELEM
     /// with BPF_F_LOCK); None if the key is gone.
     fn take(&self, key: &nl_flow_key) -> Result<Option<Count>> {
-        let mut v = nl_naive_value::default();
-        // SAFETY: as in lookup.
-        let ret = unsafe {
-            libbpf_sys::bpf_map_lookup_and_delete_elem_flags(
-                self.flows.as_raw_fd(),
-                (key as *const nl_flow_key).cast(),
-                (&mut v as *mut nl_naive_value).cast(),
-                lock_flag(),
-            )
-        };
-        match check(ret) {
-            Ok(()) => Ok(Some(Count {
-                packets: v.packets,
-                bytes: v.bytes,
-            })),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-            Err(e) => Err(map_err("lookup and delete", "nl_naive_flows")(e)),
-        }
+        let v: Option<nl_naive_value> =
+            sys::lookup_and_delete_elem(self.flows.as_fd(), key, lock_flag())
+                .map_err(map_err("lookup and delete", "nl_naive_flows"))?;
+        Ok(v.map(count))
     }
 
     /// Take every key's counts out of the map with `method` and return the
@@ -223,19 +167,9 @@ impl NaiveLedger {
     /// Packets `nl_naive` could not place at all (summed over CPUs): not
     /// parsed, map full, or its key deleted under it between insert and lookup.
     pub fn missed(&self) -> Result<u64> {
-        let ncpus =
-            crate::sys::possible_cpus().map_err(map_err("count CPUs", "nl_naive_missed"))?;
-        let mut buf = vec![0u64; ncpus];
-        let key = 0u32;
-        // SAFETY: a per-CPU array of u64: one 8-byte value per possible CPU.
-        let ret = unsafe {
-            libbpf_sys::bpf_map_lookup_elem(
-                self.missed.as_raw_fd(),
-                (&key as *const u32).cast(),
-                buf.as_mut_ptr().cast(),
-            )
-        };
-        check(ret).map_err(map_err("lookup", "nl_naive_missed"))?;
-        Ok(buf.iter().sum())
+        let ncpus = sys::possible_cpus().map_err(map_err("count CPUs", "nl_naive_missed"))?;
+        let per_cpu: Vec<u64> = sys::lookup_percpu(self.missed.as_fd(), 0, ncpus)
+            .map_err(map_err("lookup", "nl_naive_missed"))?;
+        Ok(per_cpu.iter().sum())
     }
 }

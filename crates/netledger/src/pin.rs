@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::ledger::{xdp_program_id, Backend, Ledger};
 use crate::lock::LockBackend;
 use crate::sys;
-use crate::types::{nl_config, NL_NR_BUCKETS};
+use crate::types::nl_config;
 
 /// Where bpffs is expected.
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -283,7 +283,6 @@ fn config_from_raw(raw: &nl_config, max_flows: u32) -> Option<LedgerConfig> {
     let key_mode = *KeyMode::ALL.get(raw.key_mode as usize)?;
     let ones4 = u32::from_be_bytes(raw.mask4.to_ne_bytes()).count_ones() as u8;
     let ones6: u32 = raw.mask6.iter().map(|w| w.count_ones()).sum();
-    let _ = NL_NR_BUCKETS;
     Some(LedgerConfig {
         key_mode,
         vlan: raw.vlan != 0,

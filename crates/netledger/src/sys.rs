@@ -26,6 +26,7 @@ unsafe impl Pod for crate::types::nl_record {}
 unsafe impl Pod for crate::types::nl_config {}
 unsafe impl Pod for crate::types::nl_stats {}
 unsafe impl Pod for u32 {}
+unsafe impl Pod for u64 {}
 
 /// Every key and value of a hash map, each value copied with `elem_flags`
 /// (BPF_F_LOCK: under the element's spin lock). The batch is not a snapshot
@@ -148,6 +149,38 @@ pub fn lookup_elem<K: Pod, V: Pod>(
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Copy one element and delete it (BPF_MAP_LOOKUP_AND_DELETE_ELEM with
+/// `flags`); None if it is gone.
+pub fn lookup_and_delete_elem<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    key: &K,
+    flags: u64,
+) -> io::Result<Option<V>> {
+    let mut val = V::default();
+    let ret = unsafe {
+        libbpf_sys::bpf_map_lookup_and_delete_elem_flags(
+            fd.as_raw_fd(),
+            (key as *const K).cast(),
+            (&mut val as *mut V).cast(),
+            flags,
+        )
+    };
+    match check(ret) {
+        Ok(_) => Ok(Some(val)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every key of a map, one BPF_MAP_GET_NEXT_KEY at a time.
+pub fn all_keys<K: Pod>(fd: BorrowedFd<'_>) -> io::Result<Vec<K>> {
+    let mut keys = Vec::new();
+    while let Some(k) = next_key(fd, keys.last())? {
+        keys.push(k);
+    }
+    Ok(keys)
 }
 
 /// The key after `key` (the first key for None); None at the end.
@@ -447,6 +480,21 @@ pub fn update_batch<K: Pod, V: Pod>(
     elem_flags: u64,
 ) -> io::Result<()> {
     assert_eq!(keys.len(), vals.len());
+    // SAFETY: V is plain data; the slice is viewed as its bytes.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(vals.as_ptr().cast::<u8>(), std::mem::size_of_val(vals))
+    };
+    update_batch_raw(fd, keys, bytes, size_of::<V>(), elem_flags)
+}
+
+/// The update-batch loop: `vals` holds `val_len` bytes per key.
+fn update_batch_raw<K: Pod>(
+    fd: BorrowedFd<'_>,
+    keys: &[K],
+    vals: &[u8],
+    val_len: usize,
+    elem_flags: u64,
+) -> io::Result<()> {
     let opts = libbpf_sys::bpf_map_batch_opts {
         sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
         elem_flags,
@@ -459,12 +507,13 @@ pub fn update_batch<K: Pod, V: Pod>(
             libbpf_sys::bpf_map_update_batch(
                 fd.as_raw_fd(),
                 keys[done..].as_ptr().cast(),
-                vals[done..].as_ptr().cast(),
+                vals[done * val_len..].as_ptr().cast(),
                 &mut count,
                 &opts,
             )
         };
         match check(ret) {
+            // On EINTR the kernel reports how many it did.
             Ok(_) => done += count as usize,
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => done += count as usize,
             Err(e) => return Err(e),
@@ -577,29 +626,7 @@ pub fn update_batch_percpu<K: Pod, V: Pod>(
                 )
             };
         }
-        let opts = libbpf_sys::bpf_map_batch_opts {
-            sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
-            elem_flags: 0,
-            flags: 0,
-        };
-        let mut done = 0usize;
-        while done < chunk.len() {
-            let mut count = (chunk.len() - done) as u32;
-            let ret = unsafe {
-                libbpf_sys::bpf_map_update_batch(
-                    fd.as_raw_fd(),
-                    chunk[done..].as_ptr().cast(),
-                    buf[done * per_key..].as_ptr().cast(),
-                    &mut count,
-                    &opts,
-                )
-            };
-            match check(ret) {
-                Ok(_) => done += count as usize,
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => done += count as usize,
-                Err(e) => return Err(e),
-            }
-        }
+        update_batch_raw(fd, chunk, &buf, per_key, 0)?;
     }
     Ok(())
 }
