@@ -4,14 +4,16 @@
 //! flow, exactly the frames a capture saw leave the sending end.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use netledger::netns::{self, Capture, Ipv6Mode, NetNs};
+
+mod common;
+use common::Watch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_netledger");
 
@@ -22,18 +24,6 @@ type Key = (u16, String, String, String, u16, u16);
 struct Count {
     packets: u64,
     bytes: u64,
-}
-
-/// Kills the watch process if the test ends early; the XDP link goes with it.
-struct Watch(Child);
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -144,8 +134,8 @@ fn watch_reports_exactly_what_was_sent(strategy: &str) {
         .collect();
 
     // Start counting and wait until attached.
-    let child = Command::new("ip")
-        .args(["netns", "exec", rx.name(), BIN, "watch", "--iface", "nlrp1"])
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", rx.name(), BIN, "watch", "--iface", "nlrp1"])
         .args([
             "--format",
             "jsonl",
@@ -154,26 +144,8 @@ fn watch_reports_exactly_what_was_sent(strategy: &str) {
             "--vlan",
             "--strategy",
             strategy,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut watch = Watch(child);
-    let mut err = BufReader::new(watch.0.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(
-        line.contains("counting ingress"),
-        "watch did not start: {line}"
-    );
-    let stdout = watch.0.stdout.take().unwrap();
-    let (out_tx, out_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        BufReader::new(stdout).read_to_string(&mut s).unwrap();
-        out_tx.send(s).unwrap();
-    });
+        ]);
+    let mut watch = Watch::start(cmd);
 
     let capture = Capture::start(Some(&tx), "nlrp0").unwrap();
     tx.run(|| {
@@ -222,12 +194,8 @@ fn watch_reports_exactly_what_was_sent(strategy: &str) {
     let frames = capture.stop().unwrap().complete().unwrap();
 
     // Stop watch: it detaches, reads the final partial interval, exits 0.
-    unsafe { libc::kill(watch.0.id() as i32, libc::SIGINT) };
-    let status = watch.0.wait().unwrap();
-    let mut rest = String::new();
-    err.read_to_string(&mut rest).unwrap();
+    let (status, out, rest) = watch.stop();
     assert!(status.success(), "watch failed: {rest}");
-    let out = out_rx.recv_timeout(Duration::from_secs(10)).unwrap();
 
     let mut sent: BTreeMap<Key, Count> = BTreeMap::new();
     for f in &frames {

@@ -2,29 +2,19 @@
 //! targeted by key fields, and clear errors for missing, stale and foreign pins.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use netledger::netns::{self, Ipv6Mode, NetNs, RawSocket};
+
+mod common;
+use common::Watch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_netledger");
 
 /// (src, dst, sport, dport) -> (packets, bytes)
 type Totals = BTreeMap<(String, String, u64, u64), (u64, u64)>;
-
-struct Watch(Child);
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 struct Bed {
     tx: NetNs,
@@ -45,17 +35,10 @@ fn bed(tag: &str) -> Bed {
     }
 }
 
-/// Start `watch` in `ns` and wait until it is attached (and pinned).
-fn start_watch(
-    ns: &NetNs,
-    extra: &[&str],
-) -> (
-    Watch,
-    BufReader<std::process::ChildStderr>,
-    mpsc::Receiver<String>,
-) {
-    let child = Command::new("nsenter")
-        .args(&nsenter(ns)[1..])
+/// Start `watch` (strategy lock) in `ns` and wait until it is attached (and pinned).
+fn start_watch(ns: &NetNs, extra: &[&str]) -> Watch {
+    let mut cmd = Command::new("nsenter");
+    cmd.args(&nsenter(ns)[1..])
         .args([
             BIN,
             "watch",
@@ -66,27 +49,8 @@ fn start_watch(
             "--strategy",
             "lock",
         ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut w = Watch(child);
-    let mut err = BufReader::new(w.0.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(
-        line.contains("counting ingress"),
-        "watch did not start: {line}"
-    );
-    let stdout = w.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        BufReader::new(stdout).read_to_string(&mut s).unwrap();
-        tx.send(s).unwrap();
-    });
-    (w, err, rx)
+        .args(extra);
+    Watch::start(cmd)
 }
 
 /// Enter only the network namespace (unlike `ip netns exec`, which remounts
@@ -134,7 +98,7 @@ fn add_json(into: &mut Totals, line: &str) {
 #[test]
 fn reset_under_traffic_loses_nothing() {
     let b = bed("a");
-    let (mut watch, mut err, out) = start_watch(&b.rx, &["--interval", "200ms"]);
+    let mut watch = start_watch(&b.rx, &["--interval", "200ms"]);
 
     // Two flows sent continuously while resets run against the live ledger.
     let flows = [
@@ -202,12 +166,10 @@ fn reset_under_traffic_loses_nothing() {
         }
     });
     std::thread::sleep(Duration::from_millis(200));
-    unsafe { libc::kill(watch.0.id() as i32, libc::SIGINT) };
-    assert!(watch.0.wait().unwrap().success());
-    let mut rest = String::new();
-    err.read_to_string(&mut rest).unwrap();
+    let (status, out, rest) = watch.stop();
+    assert!(status.success(), "watch failed: {rest}");
     let mut counted = Totals::new();
-    for line in out.recv_timeout(Duration::from_secs(10)).unwrap().lines() {
+    for line in out.lines() {
         add_json(&mut counted, line);
     }
     eprintln!(
@@ -243,15 +205,15 @@ fn reset_errors_are_one_clear_line() {
     );
 
     // A watch killed without cleanup leaves stale pins: reset says so.
-    let (mut watch, _err, _out) = start_watch(&b.rx, &["--interval", "1s"]);
-    watch.0.kill().unwrap();
-    watch.0.wait().unwrap();
+    let mut watch = start_watch(&b.rx, &["--interval", "1s"]);
+    watch.child.kill().unwrap();
+    watch.child.wait().unwrap();
     let o = reset(&b.rx, &[]);
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("stale pins") && e.contains("rm -r"), "{e}");
     // A new watch clears them and works; a second one is refused.
-    let (mut watch, _err, _out) = start_watch(&b.rx, &["--interval", "1s"]);
+    let mut watch = start_watch(&b.rx, &["--interval", "1s"]);
     let o = reset(&b.rx, &["--format", "jsonl"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let second = Command::new("nsenter")
@@ -278,8 +240,7 @@ fn reset_errors_are_one_clear_line() {
     let o = reset(&b.rx, &["--vlan", "5"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--vlan"));
-    unsafe { libc::kill(watch.0.id() as i32, libc::SIGINT) };
-    assert!(watch.0.wait().unwrap().success());
+    assert!(watch.stop().0.success());
     // Clean exit removed the pins.
     let o = reset(&b.rx, &[]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no netledger is counting on"));

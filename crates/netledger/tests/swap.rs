@@ -479,37 +479,15 @@ fn bytes_are_frame_length_times_packets() {
 // ---------------------------------------------------------------------------
 // CPUs
 
+/// The CPUs this process may run on.
 fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data; the kernel fills it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        let rc = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
-        assert_eq!(
-            rc,
-            0,
-            "sched_getaffinity: {}",
-            std::io::Error::last_os_error()
-        );
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
-    }
+    netledger::harness::allowed_cpus().expect("sched_getaffinity")
 }
 
+/// Pin the calling thread to `cpu`.
+#[track_caller]
 fn pin_to(cpu: usize) {
-    // SAFETY: as above; pid 0 is the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(cpu, &mut set);
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(
-            rc,
-            0,
-            "sched_setaffinity(cpu {cpu}): {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    netledger::harness::pin_to(cpu).unwrap_or_else(|e| panic!("sched_setaffinity(cpu {cpu}): {e}"));
 }
 
 fn two_cpus() -> Option<[usize; 2]> {
