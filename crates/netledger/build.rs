@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGRAMS: &[&str] = &["lock", "swap", "bench"];
+/// The data paths of the two strategies (`src/bpf/<name>.bpf.c`).
+const PROGRAMS: &[&str] = &["lock", "swap"];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

@@ -1,22 +1,34 @@
+//! What is fixed when a ledger is loaded: key mode, prefixes, capacity,
+//! strategy; and how its data path is attached.
+
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
-use crate::types::nl_config;
+use crate::skel::types::{nl_config, nl_key_mode};
 
 /// What a flow key is made of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum KeyMode {
+    /// The source address (or prefix).
     SrcIp,
+    /// The destination address (or prefix).
     DstIp,
+    /// Both addresses.
     IpPair,
+    /// Addresses, protocol, and ports (TCP, UDP, UDP-Lite, SCTP) or ICMP type and code.
     #[default]
     FiveTuple,
 }
 
 impl KeyMode {
+    /// Every mode.
     pub const ALL: [KeyMode; 4] = [Self::SrcIp, Self::DstIp, Self::IpPair, Self::FiveTuple];
 
+    /// The mode's name on the command line and in the manifest.
     pub fn name(self) -> &'static str {
         match self {
             Self::SrcIp => "src-ip",
@@ -27,19 +39,21 @@ impl KeyMode {
     }
 
     /// The value of `enum nl_key_mode`.
-    fn raw(self) -> u32 {
+    pub(crate) fn raw(self) -> nl_key_mode {
         match self {
-            Self::SrcIp => 0,
-            Self::DstIp => 1,
-            Self::IpPair => 2,
-            Self::FiveTuple => 3,
+            Self::SrcIp => nl_key_mode::NL_KEY_SRC_IP,
+            Self::DstIp => nl_key_mode::NL_KEY_DST_IP,
+            Self::IpPair => nl_key_mode::NL_KEY_IP_PAIR,
+            Self::FiveTuple => nl_key_mode::NL_KEY_FIVE_TUPLE,
         }
     }
 
+    /// Keys of this mode hold a source address.
     pub fn has_src(self) -> bool {
         self != Self::DstIp
     }
 
+    /// Keys of this mode hold a destination address.
     pub fn has_dst(self) -> bool {
         self != Self::SrcIp
     }
@@ -66,19 +80,25 @@ impl FromStr for KeyMode {
 }
 
 /// How counters are kept, read and cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// One counter per flow behind a spin lock: coherent live reads, cuts
     /// and resets by an in-kernel exchange, idle keys evicted.
-    #[default]
     Lock,
     /// Per-CPU counters without locks or atomics in map-in-map inner maps;
     /// a cut swaps in the spare maps and reads the old ones after an RCU
     /// grace period. No live reads; a cut takes at least one grace period.
+    /// The default: the cheapest data path (see docs/benchmarks.md).
+    #[default]
     Swap,
 }
 
 impl Strategy {
+    /// Every strategy.
+    pub const ALL: [Strategy; 2] = [Strategy::Lock, Strategy::Swap];
+
+    /// The strategy's name on the command line and in the manifest.
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Lock => "lock",
@@ -90,6 +110,20 @@ impl Strategy {
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| Error::InvalidConfig {
+                what: "strategy",
+                value: s.to_string(),
+                expected: "lock or swap",
+            })
     }
 }
 
@@ -106,6 +140,7 @@ pub enum XdpMode {
 }
 
 impl XdpMode {
+    /// The mode's name.
     pub fn name(self) -> &'static str {
         match self {
             Self::Auto => "auto",
@@ -138,8 +173,9 @@ impl FromStr for XdpMode {
 }
 
 /// Everything fixed at load time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerConfig {
+    /// What a flow key is made of.
     pub key_mode: KeyMode,
     /// Make the outer VLAN id part of the key.
     pub vlan: bool,
@@ -149,6 +185,7 @@ pub struct LedgerConfig {
     pub prefix6: Option<u8>,
     /// Capacity of the flow map; packets of new keys beyond it land in `map_full`.
     pub max_flows: u32,
+    /// How counters are kept and cut.
     pub strategy: Strategy,
     /// Evict a key after this many consecutive cuts without traffic (0:
     /// never). Strategy `lock`; `swap` starts every interval empty anyway.
@@ -163,18 +200,19 @@ impl Default for LedgerConfig {
             prefix4: None,
             prefix6: None,
             max_flows: 65536,
-            strategy: Strategy::Lock,
+            strategy: Strategy::default(),
             idle_cuts: 0,
         }
     }
 }
 
 impl LedgerConfig {
+    /// Check every value is in its range.
     pub fn validate(&self) -> Result<()> {
         if let Some(p) = self.prefix4 {
             if !(1..=32).contains(&p) {
                 return Err(Error::InvalidConfig {
-                    what: "--prefix4",
+                    what: "IPv4 prefix length",
                     value: p.to_string(),
                     expected: "a prefix length from 1 to 32",
                 });
@@ -183,7 +221,7 @@ impl LedgerConfig {
         if let Some(p) = self.prefix6 {
             if !(1..=128).contains(&p) {
                 return Err(Error::InvalidConfig {
-                    what: "--prefix6",
+                    what: "IPv6 prefix length",
                     value: p.to_string(),
                     expected: "a prefix length from 1 to 128",
                 });
@@ -200,7 +238,7 @@ impl LedgerConfig {
     }
 
     /// The `nl_config` the data path reads; masks in network byte order.
-    pub(crate) fn to_raw(&self) -> nl_config {
+    pub(crate) fn raw(&self) -> nl_config {
         let mask6 = prefix_mask(self.prefix6.unwrap_or(128), 128).to_be_bytes();
         let word = |i: usize| u32::from_ne_bytes(mask6[i * 4..i * 4 + 4].try_into().unwrap());
         nl_config {
@@ -240,13 +278,13 @@ mod tests {
             prefix6: Some(64),
             ..Default::default()
         };
-        let raw = cfg.to_raw();
+        let raw = cfg.raw();
         assert_eq!(raw.mask4.to_ne_bytes(), [255, 255, 255, 0]);
         assert_eq!(raw.mask6[0].to_ne_bytes(), [255; 4]);
         assert_eq!(raw.mask6[1].to_ne_bytes(), [255; 4]);
         assert_eq!(raw.mask6[2], 0);
         assert_eq!(raw.mask6[3], 0);
-        let full = LedgerConfig::default().to_raw();
+        let full = LedgerConfig::default().raw();
         assert_eq!(full.mask4, u32::MAX);
         assert_eq!(full.mask6, [u32::MAX; 4]);
     }

@@ -1,67 +1,178 @@
+//! What can go wrong, said with the values involved (interface, mode, map,
+//! path, errno). The command line adds the advice and the flags to use.
+
 use std::io;
 
-/// Everything that can go wrong, each with the cause and the fix in its message.
+use crate::config::{Strategy, XdpMode};
+
+/// Every failure of the library.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    #[error("permission denied: netledger needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON); run it with sudo")]
-    NotPrivileged,
-    #[error("interface {name:?} does not exist in this network namespace; list interfaces with `ip link`")]
-    InterfaceNotFound { name: String },
-    #[error("interface {iface:?} does not support {mode} XDP; use --xdp-mode generic (or auto)")]
-    XdpModeUnsupported { iface: String, mode: &'static str },
-    #[error("interface {iface:?} already has an XDP program attached in another mode or without a link; detach it (`ip link set dev {iface} xdp off`) or pick the same --xdp-mode")]
-    XdpBusy { iface: String },
-    #[error("the kernel has no BTF ({path} is missing); netledger needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
-    NoKernelBtf { path: String },
+    /// The effective capability set lacks what loading BPF programs needs.
+    #[error("missing capabilities: {}", missing.join(", "))]
+    MissingCapabilities {
+        /// The capabilities that are needed and not held, e.g. `CAP_BPF`.
+        missing: Vec<&'static str>,
+    },
+    /// The kernel refused an operation with EPERM or EACCES.
+    #[error("permission denied: {op}")]
+    PermissionDenied {
+        /// What was refused, e.g. "loading the BPF programs".
+        op: String,
+    },
+    /// No interface of that name in the caller's network namespace.
+    #[error("interface {iface:?} does not exist in this network namespace")]
+    InterfaceNotFound {
+        /// The name asked for.
+        iface: String,
+    },
+    /// The driver (or the kernel) cannot attach XDP in this mode.
+    #[error("interface {iface:?} does not support {mode} XDP")]
+    XdpModeUnsupported {
+        /// The interface.
+        iface: String,
+        /// The mode tried last.
+        mode: XdpMode,
+    },
+    /// Another XDP program holds the interface in a way a link cannot share.
+    #[error("interface {iface:?} already has an XDP program attached in another mode or without a link")]
+    XdpBusy {
+        /// The interface.
+        iface: String,
+    },
+    /// The kernel publishes no BTF, which the data path is verified against.
+    #[error("the kernel has no BTF ({path} is missing)")]
+    NoKernelBtf {
+        /// Where it was looked for.
+        path: String,
+    },
+    /// A configuration value out of its range.
     #[error("invalid {what}: {value} (expected {expected})")]
     InvalidConfig {
+        /// Which setting.
         what: &'static str,
+        /// The value given.
         value: String,
+        /// What would be valid.
         expected: &'static str,
     },
-    #[error("loading the BPF programs failed: {source}; run as root on a kernel >= 5.18 with BPF and BTF enabled")]
+    /// libbpf could not open or load an object.
+    #[error("loading the BPF programs failed: {source}")]
     Load {
+        /// libbpf's error.
         #[source]
         source: libbpf_rs::Error,
     },
+    /// A map operation failed.
     #[error("{op} on map {map} failed: {source}")]
     Map {
+        /// The operation, e.g. "batch lookup".
         op: &'static str,
+        /// The map's name, e.g. "nl_index".
         map: &'static str,
+        /// The kernel's or libbpf's error.
         #[source]
-        source: io::Error,
+        source: libbpf_rs::Error,
     },
-    #[error("attaching XDP to {iface:?} failed: {source}")]
+    /// Attaching a program to an interface failed for another reason.
+    #[error("attaching to {iface:?} failed: {source}")]
     Attach {
+        /// The interface.
         iface: String,
+        /// The kernel's error.
         #[source]
         source: io::Error,
     },
-    #[error("BPF_PROG_TEST_RUN failed: {source}")]
+    /// BPF_PROG_TEST_RUN failed.
+    #[error("BPF_PROG_TEST_RUN of {prog} failed: {source}")]
     TestRun {
+        /// The program.
+        prog: &'static str,
+        /// The kernel's error.
         #[source]
         source: io::Error,
     },
-    #[error("{what} needs --strategy lock (swap keeps no per-key state between cuts)")]
-    NeedsLockStrategy { what: &'static str },
-    #[error("bpffs is not mounted at /sys/fs/bpf and could not be mounted; mount it with `mount -t bpf bpf /sys/fs/bpf`")]
-    BpffsNotMounted,
-    #[error("no netledger is counting on {iface:?} in this network namespace that reset can reach; start one with `netledger watch --iface {iface} --strategy lock`")]
-    NotRunning { iface: String },
-    #[error("another netledger is already counting on {iface:?}; stop it first, or reset its counters with `netledger reset --iface {iface}`")]
-    AlreadyRunning { iface: String },
-    #[error("stale pins at {path}: the netledger that made them is gone; remove them with `rm -r {path}`")]
-    StalePin { path: String },
-    #[error("{path} is not a netledger pin set ({why}); remove it or use another interface")]
-    ForeignPin { path: String, why: String },
+    /// An operation the ledger's strategy cannot do.
+    #[error("{what} is not possible with strategy {strategy}")]
+    Unsupported {
+        /// The operation, e.g. "reset".
+        what: &'static str,
+        /// The ledger's strategy.
+        strategy: Strategy,
+    },
+    /// bpffs is needed for pins and is not mounted (and mounting it failed).
+    #[error("bpffs is not mounted at {path} and mounting it failed: {source}")]
+    BpffsNotMounted {
+        /// The mount point.
+        path: String,
+        /// Why mounting failed.
+        #[source]
+        source: io::Error,
+    },
+    /// No ledger is pinned for the interface.
+    #[error("no netledger ledger is pinned for {iface:?} in this network namespace")]
+    NotRunning {
+        /// The interface.
+        iface: String,
+    },
+    /// A live ledger is already pinned for the interface.
+    #[error("a netledger ledger is already counting on {iface:?} (pinned at {path})")]
+    AlreadyRunning {
+        /// The interface.
+        iface: String,
+        /// Its pin directory.
+        path: String,
+    },
+    /// Pins whose data path is no longer attached.
+    #[error("stale pins at {path}: their program is no longer attached")]
+    StalePin {
+        /// The pin directory.
+        path: String,
+    },
+    /// Something at the pin path that netledger did not make (or an older layout).
+    #[error("{path} is not a netledger pin set of this version ({why})")]
+    ForeignPin {
+        /// The pin directory.
+        path: String,
+        /// What did not match.
+        why: String,
+    },
+    /// Creating, opening or removing a pin failed.
     #[error("pinning at {path} failed: {source}")]
     Pin {
+        /// The path.
         path: String,
+        /// The kernel's error.
         #[source]
         source: io::Error,
     },
-    #[error("the per-CPU statistics never settled after {tries} reads (a CPU stayed mid-update)")]
-    StatsUnsettled { tries: u32 },
+    /// A CPU never showed a settled copy of its statistics.
+    #[error("CPU {cpu}'s statistics never settled in {tries} reads (a CPU stayed mid-update)")]
+    StatsUnsettled {
+        /// The CPU.
+        cpu: usize,
+        /// Reads tried.
+        tries: u32,
+    },
 }
 
+/// The library's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error for `op` on `map`.
+pub(crate) fn map_err(
+    op: &'static str,
+    map: &'static str,
+) -> impl FnOnce(libbpf_rs::Error) -> Error {
+    move |source| Error::Map { op, map, source }
+}
+
+/// The same, for an io::Error from `sys`.
+pub(crate) fn map_io_err(op: &'static str, map: &'static str) -> impl FnOnce(io::Error) -> Error {
+    move |source| Error::Map {
+        op,
+        map,
+        source: source.into(),
+    }
+}

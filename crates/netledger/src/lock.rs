@@ -1,27 +1,54 @@
 //! Strategy `lock`: counters behind per-slot spin locks, coherent live reads
 //! (BPF_F_LOCK), and lossless cuts and resets by an in-kernel exchange.
 
+use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
 
-use crate::config::LedgerConfig;
-use crate::error::{Error, Result};
-use crate::ledger::{load_object, map_err, ReadMode};
-use crate::snapshot::Count;
-use crate::sys;
-use crate::types::{
-    nl_exchange_req, nl_flow_key, nl_record, nl_slot, NL_SLOT_LIVE, NL_SLOT_PENDING,
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
+
+use crate::config::{KeyMode, LedgerConfig};
+use crate::error::{map_err, map_io_err, Error, Result};
+use crate::load::{load_err, own_map, own_prog};
+use crate::maps::TypedMap;
+use crate::pin::PinSet;
+use crate::pod;
+use crate::record::{Buckets, Count};
+use crate::skel::types::{
+    nl_exchange_req, nl_exchange_result, nl_flow_key, nl_key_flags, nl_record, nl_record_flags,
+    nl_slot, nl_slot_state, nl_stats,
 };
+use crate::skel::LockSkelBuilder;
+use crate::stats;
+use crate::sys;
 
-/// `NL_EXCHANGE_INCOMPLETE` in netledger.h.
-const EXCHANGE_INCOMPLETE: u32 = 1 << 31;
-/// `NL_REC_EVICTED` in netledger.h.
-const REC_EVICTED: u32 = 1;
+/// How flow values are copied out of the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// With BPF_F_LOCK: under each flow's spin lock, coherent.
+    Locked,
+    /// Without it: packets and bytes may come from different packets. Only
+    /// for showing that the lock matters.
+    #[cfg_attr(not(feature = "lab"), allow(dead_code))]
+    Unlocked,
+}
+
+impl ReadMode {
+    fn flags(self) -> MapFlags {
+        match self {
+            ReadMode::Locked => MapFlags::LOCK,
+            ReadMode::Unlocked => MapFlags::ANY,
+        }
+    }
+}
 
 /// Which keys an exchange takes: those with `(key & mask) == value`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct KeyFilter {
-    pub value: nl_flow_key,
-    pub mask: nl_flow_key,
+pub(crate) struct KeyFilter {
+    value: nl_flow_key,
+    mask: nl_flow_key,
 }
 
 /// What one exchange took: per-key counts and the slots it evicted.
@@ -33,159 +60,208 @@ pub(crate) struct Exchanged {
     pub runs: u32,
 }
 
+impl Exchanged {
+    /// Whether a key may appear in more than one record: only when a key
+    /// was evicted and re-created, or the exchange ran more than once.
+    pub fn may_repeat_keys(&self) -> bool {
+        self.runs > 1 || !self.evicted.is_empty()
+    }
+
+    /// Each record's key and counts.
+    pub fn flows(&self) -> impl Iterator<Item = (nl_flow_key, Count)> + '_ {
+        self.records.iter().map(|r| (r.key, record_count(r)))
+    }
+}
+
+/// The pin names of a lock ledger.
+const PIN_XDP: &str = "xdp";
+const PIN_EXCHANGE: &str = "exchange";
+const PIN_MAPS: [&str; 5] = ["index", "slots", "free", "stats", "out"];
+
+/// The loaded programs and maps of strategy `lock`.
 #[derive(Debug)]
 pub(crate) struct LockBackend {
-    pub prog: OwnedFd,
+    prog: OwnedFd,
     exchange: OwnedFd,
-    pub index: OwnedFd,
-    pub slots: OwnedFd,
-    free: OwnedFd,
-    pub stats: OwnedFd,
-    out: OwnedFd,
-    pub rodata: OwnedFd,
+    index: MapHandle,
+    slots: MapHandle,
+    free: MapHandle,
+    stats: MapHandle,
+    out: MapHandle,
     out_map: sys::MappedArray,
     nslots: u32,
     /// Live keys at the last read: picks the cheaper way to read them next.
-    live_hint: std::sync::atomic::AtomicUsize,
-    /// Serializes runs of the exchange, which share nl_out.
-    out_lock: std::sync::Mutex<()>,
+    live_hint: AtomicUsize,
+    /// Serializes runs of the exchange in this process: they share nl_out.
+    out_lock: Mutex<()>,
 }
 
 impl LockBackend {
+    /// Load the lock object configured by `cfg`, every slot free.
     pub fn load(cfg: &LedgerConfig) -> Result<LockBackend> {
+        let mut storage = MaybeUninit::uninit();
+        let mut open = LockSkelBuilder::default()
+            .open(&mut storage)
+            .map_err(load_err)?;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("the lock object has a .rodata section");
+        rodata.nl_cfg = cfg.raw();
         let n = cfg.max_flows;
-        let mut fds = load_object(
-            crate::objects::LOCK,
-            cfg,
-            &[
-                ("nl_index", n),
-                ("nl_slots", n),
-                ("nl_free", n),
-                ("nl_out", n),
-            ],
-            &["nl_xdp", "nl_exchange"],
-            &[
-                "nl_index", "nl_slots", "nl_free", "nl_stats", "nl_out", ".rodata",
+        for map in [
+            &mut open.maps.nl_index,
+            &mut open.maps.nl_slots,
+            &mut open.maps.nl_free,
+            &mut open.maps.nl_out,
+        ] {
+            map.set_max_entries(n).map_err(load_err)?;
+        }
+        let skel = open.load().map_err(load_err)?;
+        let backend = LockBackend::assemble(
+            own_prog(&skel.progs.nl_xdp)?,
+            own_prog(&skel.progs.nl_exchange)?,
+            [
+                own_map(&skel.maps.nl_index)?,
+                own_map(&skel.maps.nl_slots)?,
+                own_map(&skel.maps.nl_free)?,
+                own_map(&skel.maps.nl_stats)?,
+                own_map(&skel.maps.nl_out)?,
             ],
         )?;
-        let mut take = |name: &str| {
-            fds.remove(name)
-                .unwrap_or_else(|| panic!("lock object has {name}"))
-        };
-        let out = take("nl_out");
-        let backend = LockBackend {
-            prog: take("nl_xdp"),
-            exchange: take("nl_exchange"),
-            index: take("nl_index"),
-            slots: take("nl_slots"),
-            free: take("nl_free"),
-            stats: take("nl_stats"),
-            out_map: sys::MappedArray::map::<nl_record>(out.as_fd(), n as usize)
-                .map_err(map_err("mmap", "nl_out"))?,
-            out,
-            rodata: take(".rodata"),
-            nslots: n,
-            live_hint: Default::default(),
-            out_lock: Default::default(),
-        };
         // Every slot starts free.
         for slot in 0..n {
-            sys::queue_push(backend.free.as_fd(), slot).map_err(map_err("push", "nl_free"))?;
+            backend
+                .free
+                .push(&slot)
+                .map_err(map_err("push", "nl_free"))?;
         }
         Ok(backend)
     }
 
-    /// Reassemble from descriptors of a running ledger (pinned maps).
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_fds(
-        prog: OwnedFd,
-        exchange: OwnedFd,
-        index: OwnedFd,
-        slots: OwnedFd,
-        free: OwnedFd,
-        stats: OwnedFd,
-        out: OwnedFd,
-        rodata: OwnedFd,
-        nslots: u32,
-    ) -> Result<LockBackend> {
+    fn assemble(prog: OwnedFd, exchange: OwnedFd, maps: [MapHandle; 5]) -> Result<LockBackend> {
+        let [index, slots, free, stats, out] = maps;
+        let nslots = slots.max_entries();
         Ok(LockBackend {
+            out_map: sys::MappedArray::map::<nl_record>(out.as_fd(), nslots as usize)
+                .map_err(map_io_err("mmap", "nl_out"))?,
             prog,
             exchange,
             index,
             slots,
             free,
             stats,
-            out_map: sys::MappedArray::map::<nl_record>(out.as_fd(), nslots as usize)
-                .map_err(map_err("mmap", "nl_out"))?,
             out,
-            rodata,
             nslots,
-            live_hint: Default::default(),
-            out_lock: Default::default(),
+            live_hint: AtomicUsize::new(0),
+            out_lock: Mutex::new(()),
         })
     }
 
-    /// The descriptors to pin, by name.
-    pub fn pinnable(&self) -> [(&'static str, BorrowedFd<'_>); 8] {
-        [
-            ("xdp", self.prog.as_fd()),
-            ("exchange", self.exchange.as_fd()),
-            ("index", self.index.as_fd()),
-            ("slots", self.slots.as_fd()),
-            ("free", self.free.as_fd()),
-            ("stats", self.stats.as_fd()),
-            ("out", self.out.as_fd()),
-            ("rodata", self.rodata.as_fd()),
-        ]
+    /// Pin the programs and maps into `pins`.
+    pub fn pin(&self, pins: &PinSet) -> Result<()> {
+        pins.put(PIN_XDP, self.prog.as_fd())?;
+        pins.put(PIN_EXCHANGE, self.exchange.as_fd())?;
+        for (name, map) in PIN_MAPS.iter().zip(self.maps()) {
+            pins.put(name, map.as_fd())?;
+        }
+        Ok(())
+    }
+
+    /// The backend pinned in `pins` (by a ledger loaded with `cfg`): every
+    /// pin must be there, of the type and sizes this version makes.
+    pub fn open(pins: &PinSet, cfg: &LedgerConfig) -> Result<LockBackend> {
+        let prog = pins.prog(PIN_XDP, "nl_xdp")?;
+        let exchange = pins.prog(PIN_EXCHANGE, "nl_exchange")?;
+        let n = cfg.max_flows;
+        let shapes = [
+            (MapType::Hash, size_of::<nl_flow_key>(), 4, n),
+            (MapType::Array, 4, size_of::<nl_slot>(), n),
+            (MapType::Queue, 0, 4, n),
+            (MapType::PercpuArray, 4, size_of::<nl_stats>(), 1),
+            (MapType::Array, 4, size_of::<nl_record>(), n),
+        ];
+        let mut maps = Vec::new();
+        for (name, (ty, k, v, max)) in PIN_MAPS.iter().zip(shapes) {
+            maps.push(pins.map(name, ty, k as u32, v as u32, max)?);
+        }
+        let maps: [MapHandle; 5] = maps.try_into().expect("five maps");
+        LockBackend::assemble(prog, exchange, maps)
+    }
+
+    fn maps(&self) -> [&MapHandle; 5] {
+        [&self.index, &self.slots, &self.free, &self.stats, &self.out]
+    }
+
+    /// The data path.
+    pub fn program(&self) -> BorrowedFd<'_> {
+        self.prog.as_fd()
+    }
+
+    /// The buckets since load, settled.
+    pub fn buckets(&self) -> Result<Buckets> {
+        stats::read_settled(&self.stats, "nl_stats")
+    }
+
+    /// The buckets since load, without waiting for settled CPUs.
+    #[cfg(feature = "lab")]
+    pub fn buckets_unsettled(&self) -> Result<Buckets> {
+        let per_cpu: Vec<nl_stats> = self
+            .stats
+            .get_percpu(&0)
+            .map_err(map_err("lookup", "nl_stats"))?
+            .unwrap_or_default();
+        Ok(stats::sum(&per_cpu))
     }
 
     /// Every live flow: the index (key -> slot) joined with the slots, each
     /// slot copied with `mode` (BPF_F_LOCK: under its lock).
     pub fn raw_flows(&self, mode: ReadMode) -> Result<Vec<(nl_flow_key, Count)>> {
-        use std::sync::atomic::Ordering::Relaxed;
         // Few live keys (as of the last read): the index, then one lookup per
-        // live slot. Many: one batch over the slot array, whose slots hold
+        // live slot. Many: one pass over the slot array, whose slots hold
         // their key and state (a slot published moments ago, still PENDING,
         // shows from the next read on).
         if (self.live_hint.load(Relaxed) as u64) * 16 < u64::from(self.nslots) {
-            let mut index: Vec<(nl_flow_key, u32)> = Vec::new();
-            sys::lookup_batch(self.index.as_fd(), 0, 1024, &mut index)
-                .map_err(map_err("batch lookup", "nl_index"))?;
+            let index = self.index_entries()?;
             self.live_hint.store(index.len(), Relaxed);
             if (index.len() as u64) * 16 < u64::from(self.nslots) {
                 return self.read_slots(index, mode);
             }
         }
-        let out: Vec<(nl_flow_key, Count)> = if mode == ReadMode::Locked {
+        let out: Vec<(nl_flow_key, Count)> = match mode {
             // The exchange program in peek mode: every live slot copied under
             // its lock in one in-kernel pass, read through the mmapped nl_out.
-            self.run_exchange(None, 0, false, true)?
-                .records
-                .iter()
-                .map(|r| (r.key, record_count(r)))
-                .collect()
-        } else {
-            let mut slots: Vec<(u32, nl_slot)> = Vec::with_capacity(self.nslots as usize);
-            sys::lookup_batch(self.slots.as_fd(), mode.flags(), 4096, &mut slots)
-                .map_err(map_err("batch lookup", "nl_slots"))?;
-            slots
-                .into_iter()
-                .filter(|(_, s)| s.state == NL_SLOT_LIVE)
-                .map(|(_, s)| (s.key, slot_count(&s)))
-                .collect()
+            ReadMode::Locked => self
+                .run_exchange(None, 0, false, true)?
+                .flows()
+                .collect(),
+            ReadMode::Unlocked => {
+                let mut slots: Vec<(u32, nl_slot)> = Vec::with_capacity(self.nslots as usize);
+                sys::lookup_batch(self.slots.as_fd(), 0, 4096, &mut slots)
+                    .map_err(map_io_err("batch lookup", "nl_slots"))?;
+                slots
+                    .into_iter()
+                    .filter(|(_, s)| s.state == nl_slot_state::NL_SLOT_LIVE)
+                    .map(|(_, s)| (s.key, slot_count(&s)))
+                    .collect()
+            }
         };
         self.live_hint.store(out.len(), Relaxed);
         Ok(out)
     }
 
     /// The same, one syscall per key and per slot (fallback and baseline).
+    #[cfg(feature = "lab")]
     pub fn raw_flows_per_element(&self, mode: ReadMode) -> Result<Vec<(nl_flow_key, Count)>> {
-        let fd = self.index.as_fd();
         let mut index = Vec::new();
-        for key in sys::all_keys::<nl_flow_key>(fd).map_err(map_err("next key", "nl_index"))? {
+        for key in self.index.keys() {
+            let key: nl_flow_key = pod::from_bytes(&key);
             // A key deleted between the two calls is simply gone.
-            if let Some(n) =
-                sys::lookup_elem::<_, u32>(fd, &key, 0).map_err(map_err("lookup", "nl_index"))?
+            if let Some(n) = self
+                .index
+                .get::<_, u32>(&key, MapFlags::ANY)
+                .map_err(map_err("lookup", "nl_index"))?
             {
                 index.push((key, n));
             }
@@ -194,8 +270,11 @@ impl LockBackend {
     }
 
     /// One key's counters, copied with `mode`; None if it has no live slot.
+    #[cfg(feature = "lab")]
     pub fn lookup(&self, key: &nl_flow_key, mode: ReadMode) -> Result<Option<Count>> {
-        let Some(n) = sys::lookup_elem::<_, u32>(self.index.as_fd(), key, 0)
+        let Some(n) = self
+            .index
+            .get::<_, u32>(key, MapFlags::ANY)
             .map_err(map_err("lookup", "nl_index"))?
         else {
             return Ok(None);
@@ -204,6 +283,14 @@ impl LockBackend {
             .read_slots(vec![(*key, n)], mode)?
             .first()
             .map(|(_, c)| *c))
+    }
+
+    /// Every index entry: key -> slot number.
+    fn index_entries(&self) -> Result<Vec<(nl_flow_key, u32)>> {
+        let mut index = Vec::new();
+        sys::lookup_batch(self.index.as_fd(), 0, 1024, &mut index)
+            .map_err(map_io_err("batch lookup", "nl_index"))?;
+        Ok(index)
     }
 
     /// Each index entry's slot, copied with `mode` (BPF_F_LOCK: under its
@@ -216,11 +303,14 @@ impl LockBackend {
     ) -> Result<Vec<(nl_flow_key, Count)>> {
         let mut out = Vec::with_capacity(index.len());
         for (key, n) in index {
-            let slot: Option<nl_slot> = sys::lookup_elem(self.slots.as_fd(), &n, mode.flags())
+            let slot: Option<nl_slot> = self
+                .slots
+                .get(&n, mode.flags())
                 .map_err(map_err("lookup", "nl_slots"))?;
             if let Some(s) = slot.filter(|s| {
-                (s.state == NL_SLOT_LIVE || s.state == NL_SLOT_PENDING)
-                    && key_bytes(&s.key) == key_bytes(&key)
+                (s.state == nl_slot_state::NL_SLOT_LIVE
+                    || s.state == nl_slot_state::NL_SLOT_PENDING)
+                    && s.key.to_bytes() == key.to_bytes()
             }) {
                 out.push((key, slot_count(&s)));
             }
@@ -250,7 +340,7 @@ impl LockBackend {
         peek: bool,
     ) -> Result<Exchanged> {
         // nl_out is shared by every run: one at a time in this process (the
-        // pin directory's flock covers other processes).
+        // pin directory's lock covers other processes).
         let _out = self.out_lock.lock().unwrap_or_else(|e| e.into_inner());
         let req = nl_exchange_req {
             idle_cuts,
@@ -262,28 +352,24 @@ impl LockBackend {
             value: filter.map(|f| f.value).unwrap_or_default(),
             mask: filter.map(|f| f.mask).unwrap_or_default(),
         };
-        // SAFETY: nl_exchange_req is plain old data with no padding holes
-        // that matter (all fields initialised above).
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&req as *const nl_exchange_req).cast::<u8>(),
-                std::mem::size_of_val(&req),
-            )
-        };
+        let incomplete = nl_exchange_result::NL_EXCHANGE_INCOMPLETE.0;
         let mut got = Exchanged::default();
         loop {
             got.runs += 1;
-            let run = sys::test_run(self.exchange.as_fd(), bytes, None, 1)
-                .map_err(|source| Error::TestRun { source })?;
-            let n = run.retval & !EXCHANGE_INCOMPLETE;
-            let records: Vec<nl_record> = self.out_map.read(n as usize);
-            for r in records {
-                if r.flags & REC_EVICTED != 0 {
+            let run = sys::test_run(self.exchange.as_fd(), pod::bytes_of(&req), 1).map_err(
+                |source| Error::TestRun {
+                    prog: "nl_exchange",
+                    source,
+                },
+            )?;
+            let n = run.retval & !incomplete;
+            for r in self.out_map.read::<nl_record>(n as usize) {
+                if r.flags.0 & nl_record_flags::NL_REC_EVICTED.0 != 0 {
                     got.evicted.push(r.slot);
                 }
                 got.records.push(r);
             }
-            if run.retval & EXCHANGE_INCOMPLETE == 0 {
+            if run.retval & incomplete == 0 {
                 return Ok(got);
             }
         }
@@ -292,25 +378,28 @@ impl LockBackend {
     /// Give each key a live slot holding `count`, from userspace, as the
     /// data path would (for measurements with many keys: driving the XDP
     /// program once per key through test_run would take a grace period each).
+    #[cfg(feature = "lab")]
     pub fn populate(&self, keys: &[nl_flow_key], count: Count) -> Result<()> {
         // Keys that already have a slot get their counts set in place.
-        let mut index: Vec<(nl_flow_key, u32)> = Vec::new();
-        sys::lookup_batch(self.index.as_fd(), 0, 1024, &mut index)
-            .map_err(map_err("batch lookup", "nl_index"))?;
-        let existing: std::collections::HashMap<[u8; 44], u32> =
-            index.iter().map(|(k, n)| (key_bytes(k), *n)).collect();
+        let existing: std::collections::HashMap<[u8; 44], u32> = self
+            .index_entries()?
+            .iter()
+            .map(|(k, n)| (k.to_bytes(), *n))
+            .collect();
         let (mut slots, mut values, mut new_keys, mut new_slots) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for key in keys {
-            let n = match existing.get(&key_bytes(key)) {
+            let n = match existing.get(&key.to_bytes()) {
                 Some(&n) => n,
                 None => {
-                    let n = sys::queue_pop(self.free.as_fd())
+                    let n = self
+                        .free
+                        .pop::<u32>()
                         .map_err(map_err("pop", "nl_free"))?
                         .ok_or(Error::InvalidConfig {
                             what: "number of keys to populate",
                             value: keys.len().to_string(),
-                            expected: "at most --max-flows",
+                            expected: "at most the ledger's max flows",
                         })?;
                     new_keys.push(*key);
                     new_slots.push(n);
@@ -319,30 +408,43 @@ impl LockBackend {
             };
             slots.push(n);
             values.push(nl_slot {
-                state: NL_SLOT_LIVE,
+                state: nl_slot_state::NL_SLOT_LIVE,
                 key: *key,
                 packets: count.packets,
                 bytes: count.bytes,
                 ..Default::default()
             });
         }
-        sys::update_batch(
-            self.slots.as_fd(),
-            &slots,
-            &values,
-            libbpf_sys::BPF_F_LOCK as u64,
-        )
-        .map_err(map_err("batch update", "nl_slots"))?;
-        sys::update_batch(self.index.as_fd(), &new_keys, &new_slots, 0)
-            .map_err(map_err("batch update", "nl_index"))?;
+        if !slots.is_empty() {
+            self.slots
+                .update_batch(
+                    pod::bytes_of_slice(&slots),
+                    pod::bytes_of_slice(&values),
+                    slots.len() as u32,
+                    MapFlags::LOCK,
+                    MapFlags::ANY,
+                )
+                .map_err(map_err("batch update", "nl_slots"))?;
+        }
+        if !new_keys.is_empty() {
+            self.index
+                .update_batch(
+                    pod::bytes_of_slice(&new_keys),
+                    pod::bytes_of_slice(&new_slots),
+                    new_keys.len() as u32,
+                    MapFlags::ANY,
+                    MapFlags::ANY,
+                )
+                .map_err(map_err("batch update", "nl_index"))?;
+        }
         Ok(())
     }
 
     /// Return evicted slots to the free queue. Only after an RCU grace
     /// period since their eviction: no writer still holds their number.
     pub fn recycle(&self, slots: &[u32]) -> Result<()> {
-        for &n in slots {
-            sys::queue_push(self.free.as_fd(), n).map_err(map_err("push", "nl_free"))?;
+        for n in slots {
+            self.free.push(n).map_err(map_err("push", "nl_free"))?;
         }
         Ok(())
     }
@@ -355,30 +457,32 @@ fn slot_count(s: &nl_slot) -> Count {
     }
 }
 
-pub(crate) fn record_count(r: &nl_record) -> Count {
+fn record_count(r: &nl_record) -> Count {
     Count {
         packets: r.packets,
         bytes: r.bytes,
     }
 }
 
-pub(crate) fn key_bytes(k: &nl_flow_key) -> [u8; 44] {
-    // SAFETY: nl_flow_key is 44 bytes of plain data (asserted in lib.rs).
-    unsafe { std::mem::transmute_copy(k) }
-}
-
 /// What to select in a targeted reset; every field given must match.
 #[derive(Debug, Clone, Default)]
 pub struct KeySelector {
+    /// Keys with this source address (masked to the ledger's prefix).
     pub src: Option<std::net::IpAddr>,
+    /// Keys with this destination address.
     pub dst: Option<std::net::IpAddr>,
+    /// Keys of this IP protocol.
     pub proto: Option<u8>,
+    /// Keys with this source port.
     pub sport: Option<u16>,
+    /// Keys with this destination port.
     pub dport: Option<u16>,
+    /// Keys with this VLAN id.
     pub vlan: Option<u16>,
 }
 
 impl KeySelector {
+    /// Selects every key.
     pub fn is_empty(&self) -> bool {
         self.src.is_none()
             && self.dst.is_none()
@@ -390,8 +494,7 @@ impl KeySelector {
 
     /// The filter over raw keys of a ledger loaded with `cfg`. Addresses are
     /// masked to the ledger's prefixes, so a host selects its prefix's key.
-    pub fn filter(&self, cfg: &LedgerConfig) -> Result<KeyFilter> {
-        use crate::config::KeyMode;
+    pub(crate) fn filter(&self, cfg: &LedgerConfig) -> Result<KeyFilter> {
         use std::net::IpAddr;
         let invalid =
             |what: &'static str, value: String, expected: &'static str| Error::InvalidConfig {
@@ -403,34 +506,34 @@ impl KeySelector {
         let five = mode == KeyMode::FiveTuple;
         if self.src.is_some() && !mode.has_src() {
             return Err(invalid(
-                "--src",
+                "source address selector",
                 mode.to_string(),
                 "a key mode with source addresses",
             ));
         }
         if self.dst.is_some() && !mode.has_dst() {
             return Err(invalid(
-                "--dst",
+                "destination address selector",
                 mode.to_string(),
                 "a key mode with destination addresses",
             ));
         }
         if (self.proto.is_some() || self.sport.is_some() || self.dport.is_some()) && !five {
             return Err(invalid(
-                "--proto/--sport/--dport",
+                "protocol or port selector",
                 mode.to_string(),
                 "key mode five-tuple",
             ));
         }
         if self.vlan.is_some() && !cfg.vlan {
             return Err(invalid(
-                "--vlan",
+                "VLAN selector",
                 "a ledger without VLAN keys".into(),
-                "a ledger started with --vlan",
+                "a ledger keyed by VLAN",
             ));
         }
         let mut f = KeyFilter::default();
-        let raw = cfg.to_raw();
+        let raw = cfg.raw();
         let mut family = None;
         let mut put = |ip: IpAddr, value: &mut [u8; 16], mask: &mut [u8; 16]| -> Result<()> {
             let (fam, bytes, n): (u8, [u8; 16], usize) = match ip {
@@ -443,7 +546,7 @@ impl KeySelector {
             };
             if family.is_some_and(|f| f != fam) {
                 return Err(invalid(
-                    "--src/--dst",
+                    "address selectors",
                     ip.to_string(),
                     "addresses of one family",
                 ));
@@ -475,8 +578,9 @@ impl KeySelector {
             f.mask.proto = 0xff;
         }
         if self.sport.is_some() || self.dport.is_some() {
-            f.value.flags = crate::types::NL_KEY_F_PORTS;
-            f.mask.flags = crate::types::NL_KEY_F_PORTS;
+            let ports = nl_key_flags::NL_KEY_F_PORTS.0 as u8;
+            f.value.flags = ports;
+            f.mask.flags = ports;
         }
         if let Some(p) = self.sport {
             f.value.sport = p;

@@ -11,19 +11,23 @@
 //! The cut is exact and consistent across all keys: every frame is wholly in
 //! the generation it read, and each generation is read only once quiescent.
 
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::config::LedgerConfig;
-use crate::error::{Error, Result};
-use crate::ledger::{load_object, map_err, read_buckets, sum_buckets};
-use crate::snapshot::{Buckets, Count};
-use crate::sys::{self, GraceMaps};
-use crate::types::{nl_flow_key, nl_stats, nl_swap_counter};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapFlags, MapHandle};
 
-// SAFETY: four u64s; every bit pattern is a value.
-unsafe impl sys::Pod for nl_swap_counter {}
+use crate::config::LedgerConfig;
+use crate::error::{map_err, map_io_err, Result};
+use crate::load::{load_err, own_map, own_prog};
+use crate::maps::{Grace, TypedMap};
+use crate::record::{Buckets, Count};
+use crate::skel::types::{nl_flow_key, nl_stats, nl_swap_counter};
+use crate::skel::SwapSkelBuilder;
+use crate::stats;
+use crate::sys;
 
 /// At most this many bytes of per-CPU values per batch syscall.
 const DRAIN_BUFFER: usize = 4 << 20;
@@ -46,89 +50,84 @@ struct GenState {
 
 /// What a swap cut took: the flows, the buckets, and whether each key
 /// appears once.
-pub(crate) type SwapCut = (Vec<(nl_flow_key, Count)>, Buckets, bool);
+pub(crate) struct SwapCut {
+    pub flows: Vec<(nl_flow_key, Count)>,
+    pub buckets: Buckets,
+    pub unique: bool,
+    /// When the flip happened: the end of the interval.
+    pub end: SystemTime,
+}
 
+/// The loaded programs and maps of strategy `swap`.
 #[derive(Debug)]
 pub(crate) struct SwapBackend {
     prog: OwnedFd,
     /// `nl_gen`: one u32, the live generation.
-    gen: OwnedFd,
+    gen: MapHandle,
     /// Each generation's per-CPU flow hash and per-CPU stats array.
-    flows: [OwnedFd; 2],
-    stats: [OwnedFd; 2],
-    /// The outer maps (`nl_swap_flows`, `nl_swap_stats`); kept for pinning.
-    #[allow(dead_code)]
-    outer: [OwnedFd; 2],
+    flows: [MapHandle; 2],
+    stats: [MapHandle; 2],
+    ncpus: usize,
     state: Mutex<GenState>,
 }
 
 impl SwapBackend {
+    /// Load the swap object configured by `cfg`.
     pub fn load(cfg: &LedgerConfig) -> Result<SwapBackend> {
-        let n = cfg.max_flows;
-        let mut fds = load_object(
-            crate::objects::SWAP,
-            cfg,
-            &[("nl_flows_0", n), ("nl_flows_1", n)],
-            &["nl_xdp"],
-            &[
-                "nl_gen",
-                "nl_flows_0",
-                "nl_flows_1",
-                "nl_stats_0",
-                "nl_stats_1",
-                "nl_swap_flows",
-                "nl_swap_stats",
-            ],
-        )?;
-        let mut take = |name: &str| {
-            fds.remove(name)
-                .unwrap_or_else(|| panic!("swap object has {name}"))
-        };
-        let backend = SwapBackend {
-            prog: take("nl_xdp"),
-            gen: take("nl_gen"),
-            flows: [take("nl_flows_0"), take("nl_flows_1")],
-            stats: [take("nl_stats_0"), take("nl_stats_1")],
-            outer: [take("nl_swap_flows"), take("nl_swap_stats")],
+        let mut storage = MaybeUninit::uninit();
+        let mut open = SwapSkelBuilder::default()
+            .open(&mut storage)
+            .map_err(load_err)?;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("the swap object has a .rodata section");
+        rodata.nl_cfg = cfg.raw().for_swap();
+        for map in [&mut open.maps.nl_flows_0, &mut open.maps.nl_flows_1] {
+            map.set_max_entries(cfg.max_flows).map_err(load_err)?;
+        }
+        let skel = open.load().map_err(load_err)?;
+        let gen = own_map(&skel.maps.nl_gen)?;
+        let live: u32 = gen
+            .get(&0u32, MapFlags::ANY)
+            .map_err(map_err("lookup", "nl_gen"))?
+            .unwrap_or(0);
+        Ok(SwapBackend {
+            prog: own_prog(&skel.progs.nl_xdp)?,
+            gen,
+            flows: [own_map(&skel.maps.nl_flows_0)?, own_map(&skel.maps.nl_flows_1)?],
+            stats: [own_map(&skel.maps.nl_stats_0)?, own_map(&skel.maps.nl_stats_1)?],
+            ncpus: libbpf_rs::num_possible_cpus().map_err(load_err)?,
             state: Mutex::new(GenState {
-                live: 0,
+                live: live & 1,
                 spare_dirty: false,
                 flipped_at: SystemTime::now(),
                 carry_flows: Vec::new(),
                 carry_stats: Vec::new(),
             }),
-        };
-        let live: u32 =
-            sys::lookup_first(backend.gen.as_fd()).map_err(map_err("lookup", "nl_gen"))?;
-        backend.lock().live = live & 1;
-        Ok(backend)
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, GenState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The data path.
     pub fn program(&self) -> BorrowedFd<'_> {
         self.prog.as_fd()
     }
 
-    /// When the last cut flipped generations (load time before the first):
-    /// the instant its interval ended.
-    pub fn flipped_at(&self) -> SystemTime {
-        self.lock().flipped_at
-    }
-
     /// The current generation's buckets (everything since the last cut),
     /// settled. Waits for a cut in progress.
-    pub fn buckets(&self, ncpus: usize) -> Result<Buckets> {
+    pub fn buckets(&self) -> Result<Buckets> {
         let st = self.lock();
-        read_buckets(self.stats[st.live as usize].as_fd(), ncpus)
+        stats::read_settled(&self.stats[st.live as usize], "nl_stats")
     }
 
     /// Swap generations, wait a grace period, drain the old one: everything
-    /// counted since the previous cut, each frame exactly once; and whether
-    /// each key appears once.
-    pub fn cut(&self, grace: &GraceMaps, ncpus: usize) -> Result<SwapCut> {
+    /// counted since the previous cut, each frame exactly once.
+    pub fn cut(&self, grace: &Grace) -> Result<SwapCut> {
         let mut st = self.lock();
         // One drain of a per-CPU hash yields each key once; only a carry
         // from a failed cut, or a dirty spare, can repeat a key.
@@ -138,13 +137,14 @@ impl SwapBackend {
             // A failed cut flipped away from it: once a grace period has
             // passed since (this wait), nothing writes it; take what is left.
             grace.wait().map_err(map_err("update", "nl_grace"))?;
-            self.drain(&mut st, spare, ncpus)?;
+            self.drain(&mut st, spare)?;
             st.spare_dirty = false;
         }
 
         // The spare is empty (drained by the cut that made it the spare).
         // From here on, runs of the data path that read nl_gen write it.
-        sys::update_elem(self.gen.as_fd(), &0u32, &spare, 0)
+        self.gen
+            .put(&0u32, &spare, MapFlags::ANY)
             .map_err(map_err("update", "nl_gen"))?;
         let old = st.live;
         st.live = spare;
@@ -153,12 +153,15 @@ impl SwapBackend {
 
         // Every run that could have read the old value has finished after this.
         grace.wait().map_err(map_err("update", "nl_grace"))?;
-        self.drain(&mut st, old, ncpus)?;
+        self.drain(&mut st, old)?;
         st.spare_dirty = false;
 
-        let flows = std::mem::take(&mut st.carry_flows);
-        let stats = std::mem::take(&mut st.carry_stats);
-        Ok((flows, sum_buckets(&stats), unique))
+        Ok(SwapCut {
+            flows: std::mem::take(&mut st.carry_flows),
+            buckets: stats::sum(&std::mem::take(&mut st.carry_stats)),
+            unique,
+            end: st.flipped_at,
+        })
     }
 
     /// Give each key `count` in CPU 0's copy (zeros in the others) in the
@@ -166,10 +169,12 @@ impl SwapBackend {
     /// benchmarks with many keys (driving the XDP program once per key
     /// through test_run would take a grace period per key). Keys already
     /// there are overwritten.
-    pub(crate) fn populate(&self, keys: &[nl_flow_key], count: Count, ncpus: usize) -> Result<()> {
+    #[cfg(feature = "lab")]
+    pub fn populate(&self, keys: &[nl_flow_key], count: Count) -> Result<()> {
         let st = self.lock();
+        let ncpus = self.ncpus.max(1);
         let mut vals = vec![nl_swap_counter::default(); keys.len() * ncpus];
-        for v in vals.iter_mut().step_by(ncpus.max(1)) {
+        for v in vals.iter_mut().step_by(ncpus) {
             *v = nl_swap_counter {
                 packets: count.packets,
                 bytes: count.bytes,
@@ -178,30 +183,27 @@ impl SwapBackend {
             };
         }
         sys::update_batch_percpu(self.flows[st.live as usize].as_fd(), keys, &vals, ncpus)
-            .map_err(map_err("batch update", "nl_flows"))
+            .map_err(map_io_err("batch update", "nl_flows"))
     }
 
     /// Take generation `g`'s stats and flows out of the kernel into the
     /// carry, leaving its maps empty. `g` must be quiescent.
-    fn drain(&self, st: &mut GenState, g: u32, ncpus: usize) -> Result<()> {
-        let stats = self.stats[g as usize].as_fd();
-        let per_cpu: Vec<nl_stats> =
-            sys::lookup_percpu(stats, 0, ncpus).map_err(map_err("lookup", "nl_stats"))?;
-        // Quiescent, so settled at the first reading; anything else is a bug.
-        if per_cpu.iter().any(|s| s.done != s.started) {
-            return Err(Error::StatsUnsettled { tries: 1 });
-        }
-        sys::update_percpu(stats, 0, &vec![nl_stats::default(); ncpus])
+    fn drain(&self, st: &mut GenState, g: u32) -> Result<()> {
+        let stats = &self.stats[g as usize];
+        let per_cpu = stats::read_quiescent(stats, "nl_stats")?;
+        stats
+            .put_percpu(&0, &vec![nl_stats::default(); per_cpu.len()])
             .map_err(map_err("update", "nl_stats"))?;
         st.carry_stats.extend(per_cpu);
 
-        let stride = std::mem::size_of::<nl_swap_counter>().div_ceil(8) * 8;
-        let chunk = (DRAIN_BUFFER / (stride * ncpus.max(1))).clamp(64, 8192) as u32;
+        let stride = sys::percpu_stride::<nl_swap_counter>();
+        let chunk = (DRAIN_BUFFER / (stride * self.ncpus.max(1))).clamp(64, 8192) as u32;
         // What was taken is kept even if the batch then fails.
         let carry = &mut st.carry_flows;
-        sys::lookup_and_delete_batch_percpu(
+        sys::walk_percpu(
             self.flows[g as usize].as_fd(),
-            ncpus,
+            true,
+            self.ncpus,
             chunk,
             |key: nl_flow_key, per_cpu: &mut dyn Iterator<Item = nl_swap_counter>| {
                 let mut c = Count::default();
@@ -214,6 +216,6 @@ impl SwapBackend {
                 carry.push((key, c));
             },
         )
-        .map_err(map_err("lookup and delete batch", "nl_flows"))
+        .map_err(map_io_err("lookup and delete batch", "nl_flows"))
     }
 }

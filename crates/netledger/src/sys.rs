@@ -1,10 +1,18 @@
-//! Thin, typed wrappers over the libbpf calls the library needs and
-//! libbpf-rs does not expose with every flag (BPF_F_LOCK as elem_flags,
-//! test_run's repeat and duration, XDP links with a mode).
+//! The few BPF calls libbpf-rs 0.27 does not offer on a bare descriptor:
+//! batch walks of (per-CPU) hash maps that grow their batch on `ENOSPC` and
+//! yield typed values, test runs and pins of program descriptors (libbpf-rs
+//! runs and pins only programs still tied to their object), XDP links with a
+//! mode flag, link and program information, and read-only mmap of an array.
+//! Everything else goes through libbpf-rs (`MapHandle`, see `maps.rs`).
 
+use std::ffi::CString;
 use std::io;
-use std::mem::{size_of, MaybeUninit};
+use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::pod::{self, Pod};
 
 /// libbpf returns `-errno`; turn that into an io::Error.
 fn check(ret: i32) -> io::Result<i32> {
@@ -15,54 +23,71 @@ fn check(ret: i32) -> io::Result<i32> {
     }
 }
 
-/// A plain-old-data type that may be filled from kernel bytes.
-///
-/// # Safety
-/// Every bit pattern must be a valid value (no references, enums or bools).
-pub unsafe trait Pod: Copy + Default {}
-unsafe impl Pod for crate::types::nl_flow_key {}
-unsafe impl Pod for crate::types::nl_slot {}
-unsafe impl Pod for crate::types::nl_record {}
-unsafe impl Pod for crate::types::nl_config {}
-unsafe impl Pod for crate::types::nl_stats {}
-unsafe impl Pod for u32 {}
-unsafe impl Pod for u64 {}
+/// A descriptor libbpf just returned, owned.
+fn owned(fd: i32) -> io::Result<OwnedFd> {
+    let fd = check(fd)?;
+    // SAFETY: libbpf returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+/// How many bytes the kernel gives each CPU's copy of a `V` in a per-CPU map.
+pub fn percpu_stride<V>() -> usize {
+    size_of::<V>().div_ceil(8) * 8
+}
 
 /// Every key and value of a hash map, each value copied with `elem_flags`
-/// (BPF_F_LOCK: under the element's spin lock). The batch is not a snapshot
-/// across keys; each element is copied coherently on its own.
+/// (BPF_F_LOCK: under the element's spin lock), `chunk` keys per syscall.
+/// The batch is not a snapshot across keys; each element is copied
+/// coherently on its own.
 pub fn lookup_batch<K: Pod, V: Pod>(
     fd: BorrowedFd<'_>,
     elem_flags: u64,
     chunk: u32,
     out: &mut Vec<(K, V)>,
 ) -> io::Result<()> {
-    batch_walk(
-        fd,
-        false,
-        elem_flags,
-        chunk,
-        size_of::<K>(),
-        size_of::<V>(),
-        |keys, vals, n| {
-            for i in 0..n {
-                // SAFETY: the buffers hold n keys and n values of the map's sizes,
-                // which are K's and V's; read_unaligned copes with the byte buffer.
-                let k = unsafe {
-                    std::ptr::read_unaligned(keys[i * size_of::<K>()..].as_ptr().cast::<K>())
-                };
-                let v = unsafe {
-                    std::ptr::read_unaligned(vals[i * size_of::<V>()..].as_ptr().cast::<V>())
-                };
-                out.push((k, v));
-            }
-        },
-    )
+    let (ks, vs) = (size_of::<K>(), size_of::<V>());
+    batch_walk(fd, false, elem_flags, chunk, ks, vs, |keys, vals, n| {
+        for i in 0..n {
+            out.push((
+                pod::from_bytes(&keys[i * ks..]),
+                pod::from_bytes(&vals[i * vs..]),
+            ));
+        }
+    })
 }
 
-/// The batch loop shared by lookups and lookups-and-deletes of hash maps:
-/// calls `each(keys, values, n)` per batch of raw bytes (`val_len` bytes of
-/// values per key), growing the batch when a hash bucket does not fit in it.
+/// Every key of a per-CPU hash map with its values of every possible CPU,
+/// `chunk` keys per syscall; with `delete`, each batch is also removed
+/// (BPF_MAP_LOOKUP_AND_DELETE_BATCH). Only exact while nothing writes the
+/// map: a copy and a writer's addition are not ordered.
+pub fn walk_percpu<K: Pod, V: Pod>(
+    fd: BorrowedFd<'_>,
+    delete: bool,
+    ncpus: usize,
+    chunk: u32,
+    mut each: impl FnMut(K, &mut dyn Iterator<Item = V>),
+) -> io::Result<()> {
+    let stride = percpu_stride::<V>();
+    let per_key = stride * ncpus;
+    let ks = size_of::<K>();
+    batch_walk(fd, delete, 0, chunk, ks, per_key, |keys, vals, n| {
+        for i in 0..n {
+            let base = i * per_key;
+            let mut per_cpu =
+                (0..ncpus).map(|c| pod::from_bytes::<V>(&vals[base + c * stride..]));
+            each(pod::from_bytes(&keys[i * ks..]), &mut per_cpu);
+        }
+    })
+}
+
+/// The batch loop of hash maps: calls `each(keys, values, n)` per batch of
+/// raw bytes (`val_len` bytes of values per key), growing the batch when a
+/// hash bucket does not fit in it (`ENOSPC`).
 fn batch_walk(
     fd: BorrowedFd<'_>,
     delete: bool,
@@ -98,6 +123,9 @@ fn batch_walk(
         } else {
             token_in.as_mut_ptr().cast()
         };
+        // SAFETY: the key and value buffers hold `count` keys and values of
+        // the sizes the map was created with; the tokens have room for the
+        // kernel's u32 bucket index; opts is a valid bpf_map_batch_opts.
         let ret = unsafe {
             call(
                 fd.as_raw_fd(),
@@ -129,196 +157,71 @@ fn batch_walk(
     }
 }
 
-/// One element, copied with `flags` (BPF_F_LOCK: under its spin lock).
-pub fn lookup_elem<K: Pod, V: Pod>(
+/// Update many keys of a per-CPU map in as few syscalls as possible
+/// (BPF_MAP_UPDATE_BATCH): `values` holds one value per possible CPU for
+/// each key, key by key (`keys.len() * ncpus` values). libbpf-rs's batch
+/// update sizes values as one CPU's.
+#[cfg(feature = "lab")]
+pub fn update_batch_percpu<K: Pod, V: Pod>(
     fd: BorrowedFd<'_>,
-    key: &K,
-    flags: u64,
-) -> io::Result<Option<V>> {
-    let mut val = V::default();
-    let ret = unsafe {
-        libbpf_sys::bpf_map_lookup_elem_flags(
-            fd.as_raw_fd(),
-            (key as *const K).cast(),
-            (&mut val as *mut V).cast(),
-            flags,
-        )
-    };
-    match check(ret) {
-        Ok(_) => Ok(Some(val)),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Copy one element and delete it (BPF_MAP_LOOKUP_AND_DELETE_ELEM with
-/// `flags`); None if it is gone.
-pub fn lookup_and_delete_elem<K: Pod, V: Pod>(
-    fd: BorrowedFd<'_>,
-    key: &K,
-    flags: u64,
-) -> io::Result<Option<V>> {
-    let mut val = V::default();
-    let ret = unsafe {
-        libbpf_sys::bpf_map_lookup_and_delete_elem_flags(
-            fd.as_raw_fd(),
-            (key as *const K).cast(),
-            (&mut val as *mut V).cast(),
-            flags,
-        )
-    };
-    match check(ret) {
-        Ok(_) => Ok(Some(val)),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Every key of a map, one BPF_MAP_GET_NEXT_KEY at a time.
-pub fn all_keys<K: Pod>(fd: BorrowedFd<'_>) -> io::Result<Vec<K>> {
-    let mut keys = Vec::new();
-    while let Some(k) = next_key(fd, keys.last())? {
-        keys.push(k);
-    }
-    Ok(keys)
-}
-
-/// The key after `key` (the first key for None); None at the end.
-pub fn next_key<K: Pod>(fd: BorrowedFd<'_>, key: Option<&K>) -> io::Result<Option<K>> {
-    let mut next = K::default();
-    let cur = key.map_or(std::ptr::null(), |k| (k as *const K).cast());
-    let ret = unsafe {
-        libbpf_sys::bpf_map_get_next_key(fd.as_raw_fd(), cur, (&mut next as *mut K).cast())
-    };
-    match check(ret) {
-        Ok(_) => Ok(Some(next)),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The values of every possible CPU for one key of a per-CPU map.
-pub fn lookup_percpu<V: Pod>(fd: BorrowedFd<'_>, key: u32, ncpus: usize) -> io::Result<Vec<V>> {
-    // The kernel rounds each CPU's value up to 8 bytes.
-    let stride = size_of::<V>().div_ceil(8) * 8;
-    let mut buf = vec![0u8; stride * ncpus];
-    let ret = unsafe {
-        libbpf_sys::bpf_map_lookup_elem(
-            fd.as_raw_fd(),
-            (&key as *const u32).cast(),
-            buf.as_mut_ptr().cast(),
-        )
-    };
-    check(ret)?;
-    Ok((0..ncpus)
-        .map(|i| unsafe { std::ptr::read_unaligned(buf[i * stride..].as_ptr().cast::<V>()) })
-        .collect())
-}
-
-/// Update one element with `flags` (BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_LOCK).
-pub fn update_elem<K: Pod, V: Pod>(
-    fd: BorrowedFd<'_>,
-    key: &K,
-    val: &V,
-    flags: u64,
-) -> io::Result<()> {
-    check(unsafe {
-        libbpf_sys::bpf_map_update_elem(
-            fd.as_raw_fd(),
-            (key as *const K).cast(),
-            (val as *const V).cast(),
-            flags,
-        )
-    })
-    .map(drop)
-}
-
-/// Set the values of every possible CPU for one key of a per-CPU map
-/// (`values` holds one per possible CPU).
-pub fn update_percpu<V: Pod>(fd: BorrowedFd<'_>, key: u32, values: &[V]) -> io::Result<()> {
-    let stride = size_of::<V>().div_ceil(8) * 8;
-    let mut buf = vec![0u8; stride * values.len()];
-    for (i, v) in values.iter().enumerate() {
-        unsafe { std::ptr::write_unaligned(buf[i * stride..].as_mut_ptr().cast::<V>(), *v) };
-    }
-    check(unsafe {
-        libbpf_sys::bpf_map_update_elem(
-            fd.as_raw_fd(),
-            (&key as *const u32).cast(),
-            buf.as_ptr().cast(),
-            0,
-        )
-    })
-    .map(drop)
-}
-
-/// Take every element out of a per-CPU hash map (BPF_MAP_LOOKUP_AND_DELETE_BATCH),
-/// `chunk` keys per syscall: each key with its values of every possible CPU.
-/// Only exact when nothing writes the map meanwhile (an element is copied,
-/// then unlinked; a writer holding it would add to a deleted element).
-pub fn lookup_and_delete_batch_percpu<K: Pod, V: Pod>(
-    fd: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
     ncpus: usize,
-    chunk: u32,
-    mut each: impl FnMut(K, &mut dyn Iterator<Item = V>),
 ) -> io::Result<()> {
-    // The kernel rounds each CPU's value up to 8 bytes.
-    let stride = size_of::<V>().div_ceil(8) * 8;
+    assert_eq!(keys.len() * ncpus, values.len(), "one value per key and CPU");
+    let stride = percpu_stride::<V>();
     let per_key = stride * ncpus;
-    batch_walk(
-        fd,
-        true,
-        0,
-        chunk,
-        size_of::<K>(),
-        per_key,
-        |keys, vals, n| {
-            for i in 0..n {
-                // SAFETY: as in lookup_batch; each key has ncpus values, stride apart.
-                let key = unsafe {
-                    std::ptr::read_unaligned(keys[i * size_of::<K>()..].as_ptr().cast::<K>())
-                };
-                let base = i * per_key;
-                let mut per_cpu = (0..ncpus).map(|c| unsafe {
-                    std::ptr::read_unaligned(vals[base + c * stride..].as_ptr().cast::<V>())
-                });
-                each(key, &mut per_cpu);
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        elem_flags: 0,
+        flags: 0,
+    };
+    const CHUNK: usize = 16384;
+    let mut buf = vec![0u8; per_key * CHUNK.min(keys.len())];
+    for (c, chunk) in keys.chunks(CHUNK).enumerate() {
+        let base = c * CHUNK * ncpus;
+        for (i, v) in values[base..base + chunk.len() * ncpus].iter().enumerate() {
+            buf[i * stride..i * stride + size_of::<V>()].copy_from_slice(pod::bytes_of(v));
+        }
+        let mut done = 0usize;
+        while done < chunk.len() {
+            let mut count = (chunk.len() - done) as u32;
+            // SAFETY: keys[done..] holds `count` keys and buf[done * per_key..]
+            // `count` per-CPU values laid out as the kernel expects.
+            let ret = unsafe {
+                libbpf_sys::bpf_map_update_batch(
+                    fd.as_raw_fd(),
+                    chunk[done..].as_ptr().cast(),
+                    buf[done * per_key..].as_ptr().cast(),
+                    &mut count,
+                    &opts,
+                )
+            };
+            match check(ret) {
+                // On EINTR the kernel reports how many it did.
+                Ok(_) => done += count as usize,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => done += count as usize,
+                Err(e) => return Err(e),
             }
-        },
-    )
+        }
+    }
+    Ok(())
 }
 
-/// Push `value` onto a BPF queue map.
-pub fn queue_push(fd: BorrowedFd<'_>, value: u32) -> io::Result<()> {
-    check(unsafe {
-        libbpf_sys::bpf_map_update_elem(
-            fd.as_raw_fd(),
-            std::ptr::null(),
-            (&value as *const u32).cast(),
-            0,
-        )
-    })
-    .map(drop)
-}
-
-/// Number of possible CPUs (the length of a per-CPU value).
-pub fn possible_cpus() -> io::Result<usize> {
-    check(unsafe { libbpf_sys::libbpf_num_possible_cpus() }).map(|n| n as usize)
-}
-
+/// What one BPF_PROG_TEST_RUN returned.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "lab"), allow(dead_code))]
 pub struct TestRunOut {
+    /// The program's return value.
     pub retval: u32,
+    /// Mean nanoseconds per run, as the kernel measured it.
     pub duration_ns: u32,
+    /// The packet data as the program left it.
     pub data_out: Vec<u8>,
 }
 
 /// BPF_PROG_TEST_RUN: run the program `repeat` times on `data`.
-pub fn test_run(
-    prog: BorrowedFd<'_>,
-    data: &[u8],
-    ctx: Option<&[u8]>,
-    repeat: u32,
-) -> io::Result<TestRunOut> {
+pub fn test_run(prog: BorrowedFd<'_>, data: &[u8], repeat: u32) -> io::Result<TestRunOut> {
     let mut out = vec![0u8; data.len() + 256];
     let mut opts = libbpf_sys::bpf_test_run_opts {
         sz: size_of::<libbpf_sys::bpf_test_run_opts>() as _,
@@ -329,10 +232,8 @@ pub fn test_run(
         repeat: repeat as i32,
         ..Default::default()
     };
-    if let Some(ctx) = ctx {
-        opts.ctx_in = ctx.as_ptr().cast();
-        opts.ctx_size_in = ctx.len() as u32;
-    }
+    // SAFETY: opts points at `data` (read) and `out` (written up to its
+    // stated size), both alive for the call.
     check(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) })?;
     out.truncate(opts.data_size_out as usize);
     Ok(TestRunOut {
@@ -342,121 +243,48 @@ pub fn test_run(
     })
 }
 
-/// Attach an XDP program through a BPF link (it detaches when the link's
-/// last descriptor closes, so a crash cannot leave it behind).
+/// Attach an XDP program through a BPF link with `flags` (the mode): it
+/// detaches when the link's last descriptor closes (or its pin goes).
 pub fn xdp_link(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
-    let mut opts: libbpf_sys::bpf_link_create_opts = unsafe { MaybeUninit::zeroed().assume_init() };
-    opts.sz = size_of::<libbpf_sys::bpf_link_create_opts>() as _;
-    opts.flags = flags;
-    let fd = check(unsafe {
+    let opts = libbpf_sys::bpf_link_create_opts {
+        sz: size_of::<libbpf_sys::bpf_link_create_opts>() as _,
+        flags,
+        ..Default::default()
+    };
+    // SAFETY: plain syscall wrapper; opts is a valid, sized bpf_link_create_opts.
+    owned(unsafe {
         libbpf_sys::bpf_link_create(prog.as_raw_fd(), ifindex as i32, libbpf_sys::BPF_XDP, &opts)
-    })?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
 }
 
-/// The id of the XDP program attached to `ifindex` in `mode` (0 if none).
+/// The id of the XDP program attached to `ifindex` in `mode_flags` (0: any
+/// mode), if one is.
 pub fn xdp_query_id(ifindex: u32, mode_flags: u32) -> io::Result<u32> {
     let mut id = 0u32;
+    // SAFETY: `id` is a valid place for the kernel to write a u32.
     check(unsafe { libbpf_sys::bpf_xdp_query_id(ifindex as i32, mode_flags as i32, &mut id) })?;
     Ok(id)
 }
 
-/// The interface index of `name` in this thread's network namespace.
-pub fn ifindex(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (idx != 0).then_some(idx)
-}
-
-/// A one-slot ARRAY_OF_MAPS and an inner map for it: updating the slot from
-/// the syscall returns only after an RCU grace period (maybe_wait_bpf_programs
-/// in kernel/bpf/syscall.c), i.e. after every XDP/TC run that had started.
-pub struct GraceMaps {
-    outer: OwnedFd,
-    inner: OwnedFd,
-}
-
-impl GraceMaps {
-    pub fn create() -> io::Result<GraceMaps> {
-        let create = |ty, name: &std::ffi::CStr, opts: &libbpf_sys::bpf_map_create_opts| {
-            check(unsafe { libbpf_sys::bpf_map_create(ty, name.as_ptr(), 4, 4, 1, opts) })
-                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        };
-        let mut opts = libbpf_sys::bpf_map_create_opts {
-            sz: size_of::<libbpf_sys::bpf_map_create_opts>() as _,
-            ..Default::default()
-        };
-        let inner = create(libbpf_sys::BPF_MAP_TYPE_ARRAY, c"nl_grace_inner", &opts)?;
-        opts.inner_map_fd = inner.as_raw_fd() as u32;
-        let outer = create(libbpf_sys::BPF_MAP_TYPE_ARRAY_OF_MAPS, c"nl_grace", &opts)?;
-        Ok(GraceMaps { outer, inner })
-    }
-
-    /// Wait for an RCU grace period.
-    pub fn wait(&self) -> io::Result<()> {
-        let key = 0u32;
-        let val = self.inner.as_raw_fd() as u32;
-        check(unsafe {
-            libbpf_sys::bpf_map_update_elem(
-                self.outer.as_raw_fd(),
-                (&key as *const u32).cast(),
-                (&val as *const u32).cast(),
-                0,
-            )
-        })
-        .map(drop)
-    }
-}
-
-impl std::fmt::Debug for GraceMaps {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GraceMaps")
-    }
-}
-
-/// Pin a BPF object (program, map) at `path` in bpffs.
-pub fn obj_pin(fd: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
+/// Pin a BPF object (program, map, link) at `path` in bpffs.
+pub fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
     let c = cstring(path)?;
+    // SAFETY: c is a NUL-terminated path alive for the call.
     check(unsafe { libbpf_sys::bpf_obj_pin(fd.as_raw_fd(), c.as_ptr()) }).map(drop)
 }
 
 /// Open the BPF object pinned at `path`.
-pub fn obj_get(path: &std::path::Path) -> io::Result<OwnedFd> {
+pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
     let c = cstring(path)?;
-    let fd = check(unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) })?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // SAFETY: c is a NUL-terminated path alive for the call.
+    owned(unsafe { libbpf_sys::bpf_obj_get(c.as_ptr()) })
 }
 
-fn cstring(path: &std::path::Path) -> io::Result<std::ffi::CString> {
-    use std::os::unix::ffi::OsStrExt;
-    std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-}
-
-/// What the kernel says about a map: (type, key size, value size, max entries, name).
-pub fn map_info(fd: BorrowedFd<'_>) -> io::Result<(u32, u32, u32, u32, String)> {
-    let mut info: libbpf_sys::bpf_map_info = unsafe { MaybeUninit::zeroed().assume_init() };
-    let mut len = size_of::<libbpf_sys::bpf_map_info>() as u32;
-    check(unsafe { libbpf_sys::bpf_map_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) })?;
-    let name: Vec<u8> = info
-        .name
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    Ok((
-        info.type_,
-        info.key_size,
-        info.value_size,
-        info.max_entries,
-        String::from_utf8_lossy(&name).into_owned(),
-    ))
-}
-
-/// The kernel id and name of a program.
+/// A program's kernel id and name.
 pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<(u32, String)> {
-    let mut info: libbpf_sys::bpf_prog_info = unsafe { MaybeUninit::zeroed().assume_init() };
+    let mut info = libbpf_sys::bpf_prog_info::default();
     let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: info is a bpf_prog_info of `len` bytes; no out-pointers are set in it.
     check(unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) })?;
     let name: Vec<u8> = info
         .name
@@ -467,87 +295,18 @@ pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<(u32, String)> {
     Ok((info.id, String::from_utf8_lossy(&name).into_owned()))
 }
 
-/// One value of a single-element array map (key 0), e.g. a `.rodata`.
-pub fn lookup_first<V: Pod>(fd: BorrowedFd<'_>) -> io::Result<V> {
-    lookup_elem::<u32, V>(fd, &0, 0)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
-}
-
-/// Update many elements in as few syscalls as possible (BPF_MAP_UPDATE_BATCH).
-pub fn update_batch<K: Pod, V: Pod>(
-    fd: BorrowedFd<'_>,
-    keys: &[K],
-    vals: &[V],
-    elem_flags: u64,
-) -> io::Result<()> {
-    assert_eq!(keys.len(), vals.len());
-    // SAFETY: V is plain data; the slice is viewed as its bytes.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(vals.as_ptr().cast::<u8>(), std::mem::size_of_val(vals))
-    };
-    update_batch_raw(fd, keys, bytes, size_of::<V>(), elem_flags)
-}
-
-/// The update-batch loop: `vals` holds `val_len` bytes per key.
-fn update_batch_raw<K: Pod>(
-    fd: BorrowedFd<'_>,
-    keys: &[K],
-    vals: &[u8],
-    val_len: usize,
-    elem_flags: u64,
-) -> io::Result<()> {
-    let opts = libbpf_sys::bpf_map_batch_opts {
-        sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
-        elem_flags,
-        flags: 0,
-    };
-    let mut done = 0usize;
-    while done < keys.len() {
-        let mut count = (keys.len() - done).min(65536) as u32;
-        let ret = unsafe {
-            libbpf_sys::bpf_map_update_batch(
-                fd.as_raw_fd(),
-                keys[done..].as_ptr().cast(),
-                vals[done * val_len..].as_ptr().cast(),
-                &mut count,
-                &opts,
-            )
-        };
-        match check(ret) {
-            // On EINTR the kernel reports how many it did.
-            Ok(_) => done += count as usize,
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => done += count as usize,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Pop a value from a BPF queue map; None when it is empty.
-pub fn queue_pop(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
-    let mut v = 0u32;
-    let ret = unsafe {
-        libbpf_sys::bpf_map_lookup_and_delete_elem(
-            fd.as_raw_fd(),
-            std::ptr::null(),
-            (&mut v as *mut u32).cast(),
-        )
-    };
-    match check(ret) {
-        Ok(_) => Ok(Some(v)),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// A read-only mapping of a BPF_F_MMAPABLE array map's values.
 pub struct MappedArray {
     ptr: *const u8,
     len: usize,
     entries: usize,
+    value_size: usize,
 }
 
-// SAFETY: the mapping is read-only and lives as long as the struct.
+// SAFETY: the mapping is read-only, owned by this struct, and lives until
+// it drops; reads of it from several threads are plain loads.
 unsafe impl Send for MappedArray {}
+// SAFETY: as above.
 unsafe impl Sync for MappedArray {}
 
 impl MappedArray {
@@ -555,8 +314,11 @@ impl MappedArray {
     /// each rounded up to 8 bytes).
     pub fn map<V: Pod>(fd: BorrowedFd<'_>, entries: usize) -> io::Result<MappedArray> {
         assert_eq!(size_of::<V>() % 8, 0, "values are 8-byte multiples");
+        // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         let len = (entries * size_of::<V>()).div_ceil(page) * page;
+        // SAFETY: a fresh shared read-only mapping of the map's fd; the
+        // kernel checks the length against the map.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -574,15 +336,21 @@ impl MappedArray {
             ptr: ptr as *const u8,
             len,
             entries,
+            value_size: size_of::<V>(),
         })
     }
 
     /// Copies of the first `n` values.
     pub fn read<V: Pod>(&self, n: usize) -> Vec<V> {
+        assert_eq!(size_of::<V>(), self.value_size, "the mapped value type");
         let n = n.min(self.entries);
         (0..n)
-            .map(|i| unsafe {
-                std::ptr::read_volatile(self.ptr.add(i * size_of::<V>()).cast::<V>())
+            .map(|i| {
+                // SAFETY: i < entries, so the value lies inside the mapping;
+                // values are 8-byte aligned (page-aligned base, 8-byte
+                // multiples); any bit pattern is a V (Pod). Volatile: the
+                // kernel writes these between our reads.
+                unsafe { std::ptr::read_volatile(self.ptr.add(i * size_of::<V>()).cast::<V>()) }
             })
             .collect()
     }
@@ -590,6 +358,8 @@ impl MappedArray {
 
 impl Drop for MappedArray {
     fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned; nothing borrows
+        // the mapping past this point (read() returns copies).
         unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
     }
 }
@@ -598,58 +368,4 @@ impl std::fmt::Debug for MappedArray {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "MappedArray({} entries)", self.entries)
     }
-}
-
-/// Update many keys of a per-CPU map in as few syscalls as possible
-/// (BPF_MAP_UPDATE_BATCH): `values` holds one value per possible CPU for
-/// each key, key by key (`keys.len() * ncpus` values).
-pub fn update_batch_percpu<K: Pod, V: Pod>(
-    fd: BorrowedFd<'_>,
-    keys: &[K],
-    values: &[V],
-    ncpus: usize,
-) -> io::Result<()> {
-    assert_eq!(keys.len() * ncpus, values.len());
-    // The kernel rounds each CPU's value up to 8 bytes.
-    let stride = size_of::<V>().div_ceil(8) * 8;
-    let per_key = stride * ncpus;
-    const CHUNK: usize = 16384;
-    let mut buf = vec![0u8; per_key * CHUNK.min(keys.len())];
-    for (c, chunk) in keys.chunks(CHUNK).enumerate() {
-        let base = c * CHUNK;
-        for i in 0..chunk.len() * ncpus {
-            // SAFETY: i * stride + size_of::<V>() is within buf (chunk.len() <= CHUNK).
-            unsafe {
-                std::ptr::write_unaligned(
-                    buf[i * stride..].as_mut_ptr().cast::<V>(),
-                    values[base * ncpus + i],
-                )
-            };
-        }
-        update_batch_raw(fd, chunk, &buf, per_key, 0)?;
-    }
-    Ok(())
-}
-
-/// The ids of the maps a program uses (directly: not the inner maps of a
-/// map-in-map).
-pub fn prog_map_ids(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
-    let mut info: libbpf_sys::bpf_prog_info = unsafe { MaybeUninit::zeroed().assume_init() };
-    let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
-    check(unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) })?;
-    let n = info.nr_map_ids;
-    let mut ids = vec![0u32; n as usize];
-    let mut info: libbpf_sys::bpf_prog_info = unsafe { MaybeUninit::zeroed().assume_init() };
-    info.nr_map_ids = n;
-    info.map_ids = ids.as_mut_ptr() as u64;
-    let mut len = size_of::<libbpf_sys::bpf_prog_info>() as u32;
-    check(unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) })?;
-    ids.truncate(info.nr_map_ids.min(n) as usize);
-    Ok(ids)
-}
-
-/// A descriptor of the map with kernel id `id`.
-pub fn map_fd_by_id(id: u32) -> io::Result<OwnedFd> {
-    let fd = check(unsafe { libbpf_sys::bpf_map_get_fd_by_id(id) })?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -37,8 +37,10 @@ enum nl_key_flags {
 	NL_KEY_F_FRAGMENT = 8, /* a non-first IP fragment: no L4 header */
 };
 
-/* Bound on the IPv6 extension header walk; a longer chain is malformed. */
-#define NL_MAX_IPV6_EXT 8
+/* Fixed bounds of the data path. */
+enum nl_limits {
+	NL_MAX_IPV6_EXT = 8, /* IPv6 extension headers walked; a longer chain is malformed */
+};
 
 /*
  * A flow key. Fields outside the key mode stay zero. Addresses are in
@@ -77,7 +79,7 @@ enum nl_slot_state {
  */
 struct nl_slot {
 	struct bpf_spin_lock lock;
-	__u32 state; /* enum nl_slot_state */
+	enum nl_slot_state state;
 	struct nl_flow_key key;
 	__u32 idle;  /* consecutive cuts that found no packet */
 	__u64 packets;
@@ -100,6 +102,7 @@ struct nl_exchange_req {
 
 /* nl_record.flags */
 enum nl_record_flags {
+	NL_REC_NONE = 0,
 	NL_REC_EVICTED = 1, /* the slot was tombstoned: free it after a grace period */
 };
 
@@ -111,12 +114,14 @@ struct nl_record {
 	__u64 bytes;
 	__u64 first_ns;
 	__u64 last_ns;
-	__u32 flags; /* enum nl_record_flags */
+	enum nl_record_flags flags;
 	__u32 pad;
 };
 
 /* The exchange's return value: records written, and this bit if it ran out of room. */
-#define NL_EXCHANGE_INCOMPLETE (1u << 31)
+enum nl_exchange_result {
+	NL_EXCHANGE_INCOMPLETE = 0x80000000u,
+};
 
 /* A flow's counters under strategy `swap` (a per-CPU hash value: no lock). */
 struct nl_swap_counter {
@@ -146,10 +151,24 @@ struct nl_stats {
 
 /* Load-time configuration, a `const volatile` global of the data path. */
 struct nl_config {
-	__u32 key_mode; /* enum nl_key_mode */
+	enum nl_key_mode key_mode;
 	__u32 vlan;	/* non-zero: the outer VLAN id is part of the key */
 	__u32 mask4;	/* IPv4 prefix mask, network byte order */
 	__u32 mask6[4]; /* IPv6 prefix mask, network byte order */
+};
+
+/*
+ * Userspace reads every constant above from the objects' BTF (the skeletons
+ * turn each enum into a Rust type with its values), so none is copied by
+ * hand. An enum reaches BTF only through a typed variable or field; this
+ * struct, instantiated once in .rodata by parse.h, anchors the enums no
+ * shared struct uses.
+ */
+struct nl_btf_anchor {
+	enum nl_bucket bucket;
+	enum nl_key_flags key_flags;
+	enum nl_limits limits;
+	enum nl_exchange_result exchange_result;
 };
 
 #endif /* NETLEDGER_H */

@@ -19,6 +19,9 @@
 /* Written by the loader before load; the verifier prunes the other modes. */
 const volatile struct nl_config nl_cfg = {};
 
+/* Never read by the programs: carries the shared enums into BTF (netledger.h). */
+const volatile struct nl_btf_anchor nl_btf_anchor = {};
+
 /* The kernel's tick rate (libbpf fills it from the kernel config; 0 if unknown). */
 extern unsigned int CONFIG_HZ __kconfig __weak;
 
