@@ -12,10 +12,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use etherparse::PacketBuilder;
-use netledger::netns::{self, Ipv6Mode, NetNs, RawSocket};
 use netledger::{Bucket, Count, FlowKey, KeyMode, Ledger, LedgerConfig, XdpMode, L4};
+use netledger_lab::netns::{self, Ipv6Mode, NetNs, RawSocket};
 
-use crate::output::Printer;
 use crate::{DemoArgs, Format};
 
 const SRC_MAC: [u8; 6] = [0x02, 0x6e, 0x6c, 0x00, 0x00, 0x02];
@@ -262,9 +261,19 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     ledger.wait_for_programs()?;
     let interval = ledger.cut()?;
 
-    let stdout = io::stdout();
-    let mut printer = Printer::new(stdout.lock(), args.format, &rx_if, &cfg, Some(usize::MAX));
-    printer.interval(&interval).context("writing the ledger")?;
+    {
+        let stdout = io::stdout();
+        let mut sink = netledger_sinks::text_sink(
+            args.format.into(),
+            stdout.lock(),
+            &cfg,
+            Some(usize::MAX),
+        );
+        sink.interval(&interval)
+            .and_then(|()| sink.close())
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("writing the ledger")?;
+    }
 
     // Verification: every flow, every bucket, exactly. It goes to stdout
     // after a table, to stderr where stdout must stay machine-readable.

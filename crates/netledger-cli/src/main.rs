@@ -1,10 +1,9 @@
 //! `netledger`: exact per-flow packet and byte accounting with eBPF.
 
-mod bench;
+mod advice;
 mod demo;
-mod output;
 mod reset;
-mod timefmt;
+mod signals;
 mod watch;
 
 use std::process::ExitCode;
@@ -111,6 +110,16 @@ pub enum Format {
     Csv,
 }
 
+impl From<Format> for netledger_sinks::TextFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => Self::Table,
+            Format::Jsonl => Self::Jsonl,
+            Format::Csv => Self::Csv,
+        }
+    }
+}
+
 /// How flows are keyed (shared by watch and demo).
 #[derive(Args, Clone)]
 pub struct KeyOpts {
@@ -210,16 +219,8 @@ pub struct ResetArgs {
 }
 
 fn parse_proto(s: &str) -> Result<u8, String> {
-    match s {
-        "icmp" => Ok(1),
-        "tcp" => Ok(6),
-        "udp" => Ok(17),
-        "icmpv6" => Ok(58),
-        "sctp" => Ok(132),
-        n => n.parse().map_err(|_| {
-            format!("{s:?} is not a protocol; use tcp, udp, icmp, icmpv6, sctp or 0-255")
-        }),
-    }
+    netledger::parse_proto(s)
+        .ok_or_else(|| format!("{s:?} is not a protocol; use tcp, udp, icmp, icmpv6, sctp or 0-255"))
 }
 
 #[derive(Args)]
@@ -290,7 +291,13 @@ fn main() -> ExitCode {
         Command::Watch(args) => watch::run(args),
         Command::Reset(args) => reset::run(args),
         Command::Demo(args) => demo::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => netledger_lab::bench::report::run(netledger_lab::bench::report::BenchCli {
+            quick: args.quick,
+            rounds: args.rounds,
+            json: args.json,
+            plot: args.plot,
+            only: args.only,
+        }),
     };
     match res {
         Ok(code) => code,
@@ -301,7 +308,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes on one line.
+/// The error, its causes and the fix on one line.
 fn one_line(e: &anyhow::Error) -> String {
     let mut s = e.to_string();
     for cause in e.chain().skip(1) {
@@ -310,6 +317,14 @@ fn one_line(e: &anyhow::Error) -> String {
             s.push_str(": ");
             s.push_str(&c);
         }
+    }
+    if let Some(fix) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<netledger::Error>())
+        .and_then(advice::advice)
+    {
+        s.push_str("; ");
+        s.push_str(&fix);
     }
     s.replace('\n', " ")
 }

@@ -1,26 +1,14 @@
-//! `netledger reset`: take counters out of a running ledger, losslessly.
+//! `netledger reset`: take counters out of a running ledger, losslessly, and
+//! print them as an interval (the same formats and schema as `watch`).
 
-use std::io::{self, Write};
+use std::io;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
-use netledger::{Count, KeySelector, Ledger};
+use anyhow::Result;
+use netledger::{Bucket, Buckets, Count, Direction, Interval, KeySelector, Ledger};
 
-use crate::output::KeyFields;
-use crate::timefmt::rfc3339;
-use crate::{Format, ResetArgs};
-
-#[derive(serde::Serialize)]
-struct ResetRecord<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    iface: &'a str,
-    at: &'a str,
-    key: KeyFields,
-    packets: u64,
-    bytes: u64,
-}
+use crate::ResetArgs;
 
 pub fn run(args: ResetArgs) -> Result<ExitCode> {
     let ledger = Ledger::open_pinned(&args.iface)?;
@@ -32,60 +20,29 @@ pub fn run(args: ResetArgs) -> Result<ExitCode> {
         dport: args.dport,
         vlan: args.vlan,
     };
-    let filter = if selector.is_empty() {
-        None
-    } else {
-        Some(selector.filter(ledger.config())?)
-    };
-    let mut taken = ledger.reset(filter.as_ref())?;
-    taken.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
-    let at = rfc3339(SystemTime::now());
+    let start = SystemTime::now();
+    let taken = ledger.reset(&selector)?;
+    let end = SystemTime::now();
+    // What was taken was counted under its keys: the interval's `counted`
+    // (and `seen`) are its sum; no frame of another bucket was taken.
+    let mut total = Count::default();
+    for (_, c) in &taken {
+        total.add(*c);
+    }
+    let mut buckets = Buckets::default();
+    buckets.add_to(Bucket::Seen, total);
+    buckets.add_to(Bucket::Counted, total);
+    let n = taken.len();
+    let iv = Interval::new(start, end, taken, buckets).labelled(&args.iface, Direction::In);
 
     let stdout = io::stdout();
-    let mut out = stdout.lock();
-    let mut total = Count::default();
-    match args.format {
-        Format::Jsonl => {
-            for (k, c) in &taken {
-                let rec = ResetRecord {
-                    kind: "reset",
-                    iface: &args.iface,
-                    at: &at,
-                    key: KeyFields::of(k),
-                    packets: c.packets,
-                    bytes: c.bytes,
-                };
-                serde_json::to_writer(&mut out, &rec)?;
-                writeln!(out)?;
-                total.add(*c);
-            }
-        }
-        Format::Csv => {
-            writeln!(out, "type,iface,at,key,packets,bytes")?;
-            for (k, c) in &taken {
-                writeln!(
-                    out,
-                    "reset,{},{at},\"{k}\",{},{}",
-                    args.iface, c.packets, c.bytes
-                )?;
-                total.add(*c);
-            }
-        }
-        Format::Table => {
-            writeln!(out, "{at}  {}  reset", args.iface)?;
-            for (k, c) in &taken {
-                writeln!(out, "  {k}  {} packets  {} bytes", c.packets, c.bytes)?;
-                total.add(*c);
-            }
-        }
-    }
-    out.flush().context("writing what was reset")?;
+    let mut sink =
+        netledger_sinks::text_sink(args.format.into(), stdout.lock(), ledger.config(), None);
+    sink.interval(&iv).map_err(|e| anyhow::anyhow!(e))?;
+    sink.close().map_err(|e| anyhow::anyhow!(e))?;
     eprintln!(
-        "netledger: reset {} flows on {}: {} packets, {} bytes taken out of the ledger",
-        taken.len(),
-        args.iface,
-        total.packets,
-        total.bytes
+        "netledger: reset {n} flows on {}: {} packets, {} bytes taken out of the ledger",
+        args.iface, total.packets, total.bytes
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -36,7 +36,9 @@ pub enum Error {
         mode: XdpMode,
     },
     /// Another XDP program holds the interface in a way a link cannot share.
-    #[error("interface {iface:?} already has an XDP program attached in another mode or without a link")]
+    #[error(
+        "interface {iface:?} already has an XDP program attached in another mode or without a link"
+    )]
     XdpBusy {
         /// The interface.
         iface: String,
@@ -111,13 +113,13 @@ pub enum Error {
         source: io::Error,
     },
     /// No ledger is pinned for the interface.
-    #[error("no netledger ledger is pinned for {iface:?} in this network namespace")]
+    #[error("no netledger is counting on {iface:?} in this network namespace (no pins for it)")]
     NotRunning {
         /// The interface.
         iface: String,
     },
     /// A live ledger is already pinned for the interface.
-    #[error("a netledger ledger is already counting on {iface:?} (pinned at {path})")]
+    #[error("another netledger is already counting on {iface:?} (pinned at {path})")]
     AlreadyRunning {
         /// The interface.
         iface: String,

@@ -376,6 +376,8 @@ mod tests {
         assert_eq!(out.len(), 2);
         let total: u64 = out.iter().map(|(_, c)| c.packets).sum();
         assert_eq!(total, 6);
-        assert!(out.iter().any(|(k, c)| k.ports() == Some((40000, 53)) && c.packets == 4));
+        assert!(out
+            .iter()
+            .any(|(k, c)| k.ports() == Some((40000, 53)) && c.packets == 4));
     }
 }

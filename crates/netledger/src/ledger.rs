@@ -177,8 +177,8 @@ impl Ledger {
                 (flows, cut.buckets, cut.end)
             }
         };
-        let interval = Interval::new(state.at, end, flows, buckets)
-            .labelled(self.iface(), Direction::In);
+        let interval =
+            Interval::new(state.at, end, flows, buckets).labelled(self.iface(), Direction::In);
         state.at = end;
         Ok(interval)
     }
@@ -250,7 +250,10 @@ fn open_lock_pins(set: &PinSet, iface: &str) -> Result<(LockBackend, LedgerConfi
     if manifest.config.strategy != Strategy::Lock {
         return Err(Error::ForeignPin {
             path: set.dir().display().to_string(),
-            why: format!("strategy {} where lock was expected", manifest.config.strategy),
+            why: format!(
+                "strategy {} where lock was expected",
+                manifest.config.strategy
+            ),
         });
     }
     let backend = LockBackend::open(set, &manifest.config)?;

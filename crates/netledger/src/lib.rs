@@ -41,7 +41,9 @@ pub use ledger::Ledger;
 pub use load::{missing_capabilities, preflight, KERNEL_BTF};
 pub use lock::KeySelector;
 pub use pin::{bpffs_mounted, pin_dir, Manifest, Pins, BPFFS, LAYOUT};
-pub use record::{civil_from_days, rfc3339, Bucket, Buckets, Count, Direction, Interval, Record, Snapshot};
+pub use record::{
+    civil_from_days, rfc3339, Bucket, Buckets, Count, Direction, Interval, Record, Snapshot,
+};
 pub use sink::{Sink, SinkError};
 
 /// Silence libbpf's own diagnostics on stderr (verifier logs and warnings);

@@ -232,10 +232,7 @@ impl LockBackend {
         let out: Vec<(nl_flow_key, Count)> = match mode {
             // The exchange program in peek mode: every live slot copied under
             // its lock in one in-kernel pass, read through the mmapped nl_out.
-            ReadMode::Locked => self
-                .run_exchange(None, 0, false, true)?
-                .flows()
-                .collect(),
+            ReadMode::Locked => self.run_exchange(None, 0, false, true)?.flows().collect(),
             ReadMode::Unlocked => {
                 let mut slots: Vec<(u32, nl_slot)> = Vec::with_capacity(self.nslots as usize);
                 sys::lookup_batch(self.slots.as_fd(), 0, 4096, &mut slots)
@@ -356,12 +353,13 @@ impl LockBackend {
         let mut got = Exchanged::default();
         loop {
             got.runs += 1;
-            let run = sys::test_run(self.exchange.as_fd(), pod::bytes_of(&req), 1).map_err(
-                |source| Error::TestRun {
-                    prog: "nl_exchange",
-                    source,
-                },
-            )?;
+            let run =
+                sys::test_run(self.exchange.as_fd(), pod::bytes_of(&req), 1).map_err(|source| {
+                    Error::TestRun {
+                        prog: "nl_exchange",
+                        source,
+                    }
+                })?;
             let n = run.retval & !incomplete;
             for r in self.out_map.read::<nl_record>(n as usize) {
                 if r.flags.0 & nl_record_flags::NL_REC_EVICTED.0 != 0 {

@@ -69,7 +69,8 @@ impl Grace {
             ..Default::default()
         };
         let inner = MapHandle::create(MapType::Array, Some("nl_grace_inner"), 4, 4, 1, &opts)?;
-        opts.inner_map_fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&inner)) as u32;
+        opts.inner_map_fd =
+            std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&inner)) as u32;
         let outer = MapHandle::create(MapType::ArrayOfMaps, Some("nl_grace"), 4, 4, 1, &opts)?;
         Ok(Grace { outer, inner })
     }

@@ -137,7 +137,10 @@ impl PinSet {
         ensure_bpffs()?;
         fs::create_dir_all(&self.dir).map_err(|e| self.err(e))?;
         let json = serde_json::to_vec(manifest).expect("a manifest serialises");
-        assert!(json.len() < MANIFEST_SIZE as usize, "the manifest fits its map");
+        assert!(
+            json.len() < MANIFEST_SIZE as usize,
+            "the manifest fits its map"
+        );
         let mut value = vec![0u8; MANIFEST_SIZE as usize];
         value[..json.len()].copy_from_slice(&json);
         let opts = libbpf_sys::bpf_map_create_opts {
@@ -195,8 +198,8 @@ impl PinSet {
 
     /// The program pinned as `name`, which must be named `prog_name`.
     pub fn prog(&self, name: &str, prog_name: &str) -> Result<OwnedFd> {
-        let fd = sys::obj_get(&self.dir.join(name))
-            .map_err(|e| self.foreign(format!("{name}: {e}")))?;
+        let fd =
+            sys::obj_get(&self.dir.join(name)).map_err(|e| self.foreign(format!("{name}: {e}")))?;
         let (_, got) = sys::prog_info(fd.as_fd())
             .map_err(|e| self.foreign(format!("{name} is not a program: {e}")))?;
         if got != prog_name {

@@ -280,6 +280,9 @@ pub struct Interval {
     pub iface: String,
     /// The direction counted.
     pub dir: Direction,
+    /// The cut's sequence number in its ledger's life (1, 2, ...; 0 for a
+    /// cut that is not numbered, such as a reset's).
+    pub seq: u64,
     /// The previous cut.
     pub start: SystemTime,
     /// This cut.
@@ -310,6 +313,7 @@ impl Interval {
         Interval {
             iface: String::new(),
             dir: Direction::In,
+            seq: 0,
             start,
             end,
             flows,
@@ -486,9 +490,21 @@ mod tests {
             bytes: 1536,
         };
         let mut b = Buckets::default();
-        b.add_to(Bucket::Seen, Count { packets: 13, bytes: 1578 });
+        b.add_to(
+            Bucket::Seen,
+            Count {
+                packets: 13,
+                bytes: 1578,
+            },
+        );
         b.add_to(Bucket::Counted, c);
-        b.add_to(Bucket::NonIp, Count { packets: 1, bytes: 42 });
+        b.add_to(
+            Bucket::NonIp,
+            Count {
+                packets: 1,
+                bytes: 42,
+            },
+        );
         let iv = Interval::new(t0, t0 + Duration::from_secs(1), vec![(key, c)], b)
             .labelled("veth0", Direction::In);
         let lines: Vec<String> = iv

@@ -6,13 +6,25 @@
 //! fails the build.
 
 mod lock_skel {
-    #![allow(clippy::all, missing_docs, unused_imports, dead_code, non_camel_case_types)]
+    #![allow(
+        clippy::all,
+        missing_docs,
+        unused_imports,
+        dead_code,
+        non_camel_case_types
+    )]
     #![allow(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
     include!(concat!(env!("OUT_DIR"), "/lock.skel.rs"));
 }
 
 mod swap_skel {
-    #![allow(clippy::all, missing_docs, unused_imports, dead_code, non_camel_case_types)]
+    #![allow(
+        clippy::all,
+        missing_docs,
+        unused_imports,
+        dead_code,
+        non_camel_case_types
+    )]
     #![allow(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
     include!(concat!(env!("OUT_DIR"), "/swap.skel.rs"));
 }
@@ -26,8 +38,7 @@ pub(crate) use swap_skel::SwapSkelBuilder;
 pub mod types {
     pub use super::lock_skel::types::{
         nl_bucket, nl_config, nl_count, nl_exchange_req, nl_exchange_result, nl_flow_key,
-        nl_key_flags, nl_key_mode, nl_record, nl_record_flags, nl_slot,
-        nl_slot_state, nl_stats,
+        nl_key_flags, nl_key_mode, nl_record, nl_record_flags, nl_slot, nl_slot_state, nl_stats,
     };
     pub use super::swap_skel::types::nl_swap_counter;
 
@@ -81,9 +92,9 @@ pub mod types {
 
     impl nl_flow_key {
         /// The key's 44 bytes, for ordering and equality of raw keys.
-        pub fn to_bytes(&self) -> [u8; 44] {
+        pub fn to_bytes(self) -> [u8; 44] {
             let mut out = [0u8; 44];
-            out.copy_from_slice(crate::pod::bytes_of(self));
+            out.copy_from_slice(crate::pod::bytes_of(&self));
             out
         }
     }

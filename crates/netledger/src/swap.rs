@@ -96,8 +96,14 @@ impl SwapBackend {
         Ok(SwapBackend {
             prog: own_prog(&skel.progs.nl_xdp)?,
             gen,
-            flows: [own_map(&skel.maps.nl_flows_0)?, own_map(&skel.maps.nl_flows_1)?],
-            stats: [own_map(&skel.maps.nl_stats_0)?, own_map(&skel.maps.nl_stats_1)?],
+            flows: [
+                own_map(&skel.maps.nl_flows_0)?,
+                own_map(&skel.maps.nl_flows_1)?,
+            ],
+            stats: [
+                own_map(&skel.maps.nl_stats_0)?,
+                own_map(&skel.maps.nl_stats_1)?,
+            ],
             ncpus: libbpf_rs::num_possible_cpus().map_err(load_err)?,
             state: Mutex::new(GenState {
                 live: live & 1,

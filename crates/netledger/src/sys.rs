@@ -78,8 +78,7 @@ pub fn walk_percpu<K: Pod, V: Pod>(
     batch_walk(fd, delete, 0, chunk, ks, per_key, |keys, vals, n| {
         for i in 0..n {
             let base = i * per_key;
-            let mut per_cpu =
-                (0..ncpus).map(|c| pod::from_bytes::<V>(&vals[base + c * stride..]));
+            let mut per_cpu = (0..ncpus).map(|c| pod::from_bytes::<V>(&vals[base + c * stride..]));
             each(pod::from_bytes(&keys[i * ks..]), &mut per_cpu);
         }
     })
@@ -168,7 +167,11 @@ pub fn update_batch_percpu<K: Pod, V: Pod>(
     values: &[V],
     ncpus: usize,
 ) -> io::Result<()> {
-    assert_eq!(keys.len() * ncpus, values.len(), "one value per key and CPU");
+    assert_eq!(
+        keys.len() * ncpus,
+        values.len(),
+        "one value per key and CPU"
+    );
     let stride = percpu_stride::<V>();
     let per_key = stride * ncpus;
     let opts = libbpf_sys::bpf_map_batch_opts {

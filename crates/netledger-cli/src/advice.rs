@@ -1,0 +1,60 @@
+//! What to do about an error: the library says what happened, with its
+//! values; this adds the fix, in the command line's own words.
+
+use netledger::Error;
+
+/// The command-line flag that sets a configuration value the library names.
+fn flag_of(what: &str) -> Option<&'static str> {
+    Some(match what {
+        "IPv4 prefix length" => "--prefix4 (1 to 32)",
+        "IPv6 prefix length" => "--prefix6 (1 to 128)",
+        "flow map size" => "--max-flows (at least 1)",
+        "source address selector" => "--src",
+        "destination address selector" => "--dst",
+        "protocol or port selector" => "--proto/--sport/--dport",
+        "VLAN selector" => "--vlan",
+        "address selectors" => "--src/--dst",
+        _ => return None,
+    })
+}
+
+/// The fix for `e`, if the command line knows one.
+pub fn advice(e: &Error) -> Option<String> {
+    Some(match e {
+        Error::MissingCapabilities { .. } | Error::PermissionDenied { .. } => {
+            "netledger needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON); run it with sudo"
+                .into()
+        }
+        Error::InterfaceNotFound { .. } => "list interfaces with `ip link`".into(),
+        Error::XdpModeUnsupported { .. } => "use --xdp-mode generic (or auto)".into(),
+        Error::XdpBusy { iface } => format!(
+            "detach it (`ip link set dev {iface} xdp off`) or pick the same --xdp-mode"
+        ),
+        Error::NoKernelBtf { .. } => {
+            "netledger needs a kernel built with CONFIG_DEBUG_INFO_BTF=y".into()
+        }
+        Error::InvalidConfig { what, .. } => match flag_of(what) {
+            Some(flag) => format!("check {flag}"),
+            None => return None,
+        },
+        Error::Load { .. } => {
+            "run as root on a kernel >= 5.18 with BPF and BTF enabled; --verbose shows libbpf's log"
+                .into()
+        }
+        Error::Unsupported { .. } => "start the ledger with --strategy lock".into(),
+        Error::BpffsNotMounted { path, .. } => {
+            format!("mount it with `mount -t bpf bpf {path}`")
+        }
+        Error::NotRunning { iface } => {
+            format!("start one with `netledger watch --iface {iface} --strategy lock`")
+        }
+        Error::AlreadyRunning { iface, .. } => format!(
+            "stop it first, or reset its counters with `netledger reset --iface {iface}`"
+        ),
+        Error::StalePin { path } => {
+            format!("remove them with `rm -r {path}` (a new `netledger watch` also clears them)")
+        }
+        Error::ForeignPin { .. } => "remove it or use another interface".into(),
+        _ => return None,
+    })
+}
