@@ -2,7 +2,7 @@
 //! nothing stays attached once the link's last descriptor (or pin) goes.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::config::XdpMode;
 use crate::error::{Error, Result};
@@ -45,6 +45,16 @@ impl Attachment {
     /// Detach now (dropping does the same).
     pub fn detach(self) {
         drop(self.link);
+    }
+
+    /// The link, for pinning.
+    pub(crate) fn link(&self) -> BorrowedFd<'_> {
+        self.link.as_fd()
+    }
+
+    /// The link itself.
+    pub(crate) fn into_link(self) -> OwnedFd {
+        self.link
     }
 }
 

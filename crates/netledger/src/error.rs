@@ -126,6 +126,33 @@ pub enum Error {
         /// Its pin directory.
         path: String,
     },
+    /// Another live process owns the interface's pins.
+    #[error("{command} (pid {pid}) is counting on {iface:?}")]
+    Owned {
+        /// The interface.
+        iface: String,
+        /// What owns it: `netledger run` or `netledger watch`.
+        command: &'static str,
+        /// Its process id.
+        pid: u32,
+    },
+    /// The service's pins are there, and the operation would destroy counts
+    /// only the service (or `down`) may take.
+    #[error("the netledger service's pins for {iface:?} are there (its program is still counting)")]
+    ServicePinned {
+        /// The interface.
+        iface: String,
+    },
+    /// Pins made with another configuration than the one asked for.
+    #[error("the pins for {iface:?} were made with {pinned}, not {wanted}")]
+    PinnedConfigDiffers {
+        /// The interface.
+        iface: String,
+        /// The pinned configuration, in words.
+        pinned: String,
+        /// The one asked for.
+        wanted: String,
+    },
     /// Pins whose data path is no longer attached.
     #[error("stale pins at {path}: their program is no longer attached")]
     StalePin {

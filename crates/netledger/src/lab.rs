@@ -91,7 +91,9 @@ impl Ledger {
     /// packet gets a new slot. Exercises eviction against live writers.
     pub fn cut_evicting_all(&self) -> Result<Interval> {
         self.lab_lock()?;
-        self.cut_inner(true)
+        let cut = self.take_inner(true)?;
+        self.finish_cut(&cut)?;
+        Ok(cut.interval)
     }
 }
 

@@ -1,33 +1,28 @@
 //! [`Ledger`]: one loaded data path (either strategy) and what can be done
-//! with it: attach, cut intervals, read live, reset, pin.
+//! with it: attach, cut intervals (in one step, or in two around a commit),
+//! read live, reset, pin.
 
+use std::os::fd::BorrowedFd;
 use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use crate::attach::{self, Attachment};
 use crate::config::{LedgerConfig, Strategy, XdpMode};
+use crate::ctl::{self, Ctl};
 use crate::error::{map_err, Error, Result};
 use crate::key::{decode_flows, FlowKey};
-use crate::lock::{KeySelector, LockBackend, ReadMode};
+use crate::lock::{buckets_of, KeySelector, LockBackend, LockTaken, ReadMode};
 use crate::maps::Grace;
-use crate::pin::{self, CutLock, Manifest, PinSet, Pins};
+use crate::pin::{CutLock, PinSet};
 use crate::record::{Buckets, Count, Direction, Interval, Snapshot};
-use crate::swap::SwapBackend;
+use crate::skel::types::nl_cut_ctl;
+use crate::swap::{SwapBackend, SwapTaken};
 
 /// A strategy's programs and maps.
 #[derive(Debug)]
 pub(crate) enum Backend {
     Lock(LockBackend),
     Swap(SwapBackend),
-}
-
-/// Where the last cut left off.
-#[derive(Debug)]
-struct CutState {
-    at: SystemTime,
-    /// The cumulative buckets at the last cut (strategy `lock`, whose stats
-    /// count from load).
-    buckets: Buckets,
 }
 
 /// A loaded data path: its program and maps, for one strategy.
@@ -39,11 +34,33 @@ pub struct Ledger {
     cfg: LedgerConfig,
     pub(crate) backend: Backend,
     grace: Grace,
-    cut: Mutex<CutState>,
+    /// Where numbered cuts stand (`nl_ctl`).
+    ctl: Ctl,
+    /// One take at a time.
+    cutting: Mutex<()>,
     /// The interface whose traffic this ledger counts (its records' label).
     iface: OnceLock<String>,
+    /// The direction it counts.
+    dir: Direction,
     /// Set once pinned (or opened from pins): serializes exchanges across processes.
     cut_lock: OnceLock<CutLock>,
+}
+
+/// A cut taken out of the kernel and not yet cleared there: its interval
+/// is safe to commit; [`Ledger::finish_cut`] then clears the kernel's copy.
+/// Until then the kernel keeps it, so a process that dies before finishing
+/// leaves it for the next one ([`Ledger::take_cut`] hands it out again).
+#[derive(Debug)]
+pub struct PendingCut {
+    /// The cut's records, numbered (`seq`).
+    pub interval: Interval,
+    taken: Taken,
+}
+
+#[derive(Debug)]
+enum Taken {
+    Lock(LockTaken),
+    Swap(SwapTaken),
 }
 
 impl Ledger {
@@ -56,23 +73,65 @@ impl Ledger {
             Strategy::Lock => Backend::Lock(LockBackend::load(&cfg)?),
             Strategy::Swap => Backend::Swap(SwapBackend::load(&cfg)?),
         };
-        Ledger::from_backend(cfg, backend, Buckets::default())
+        let ledger = Ledger::from_backend(cfg, backend, Direction::In)?;
+        // Cut 0 ends at load: the first interval starts here.
+        ledger.ctl.write(&nl_cut_ctl {
+            end_ns: ctl::ns(SystemTime::now()),
+            ..Default::default()
+        })?;
+        Ok(ledger)
     }
 
-    /// A ledger around loaded (or opened) programs and maps; `buckets` is the
-    /// reading the first cut's bucket deltas start from.
-    fn from_backend(cfg: LedgerConfig, backend: Backend, buckets: Buckets) -> Result<Ledger> {
+    /// A ledger around loaded (or opened) programs and maps.
+    pub(crate) fn from_backend(
+        cfg: LedgerConfig,
+        backend: Backend,
+        dir: Direction,
+    ) -> Result<Ledger> {
+        let ctl = match &backend {
+            Backend::Lock(b) => b.ctl()?,
+            Backend::Swap(b) => b.ctl()?,
+        };
         Ok(Ledger {
             backend,
             grace: Grace::create().map_err(map_err("create", "nl_grace"))?,
-            cut: Mutex::new(CutState {
-                at: SystemTime::now(),
-                buckets,
-            }),
+            ctl,
+            cutting: Mutex::new(()),
             iface: OnceLock::new(),
+            dir,
             cut_lock: OnceLock::new(),
             cfg,
         })
+    }
+
+    /// Open the backend pinned in `set` (loaded with `cfg`).
+    pub(crate) fn open_backend(
+        set: &PinSet,
+        cfg: &LedgerConfig,
+        iface: &str,
+        dir: Direction,
+    ) -> Result<Ledger> {
+        let backend = match cfg.strategy {
+            Strategy::Lock => Backend::Lock(LockBackend::open(set, cfg)?),
+            Strategy::Swap => Backend::Swap(SwapBackend::open(set, cfg)?),
+        };
+        let ledger = Ledger::from_backend(cfg.clone(), backend, dir)?;
+        let _ = ledger.iface.set(iface.to_string());
+        Ok(ledger)
+    }
+
+    /// Pin the backend's programs and maps into `set`.
+    pub(crate) fn pin_backend(&self, set: &PinSet) -> Result<()> {
+        match &self.backend {
+            Backend::Lock(b) => b.pin(set),
+            Backend::Swap(b) => b.pin(set),
+        }
+    }
+
+    /// Serialize this ledger's exchanges with other processes through `set`'s lock.
+    pub(crate) fn set_cut_lock(&self, set: &PinSet) -> Result<()> {
+        let _ = self.cut_lock.set(CutLock::open(set.dir())?);
+        Ok(())
     }
 
     /// The configuration the data path was loaded with.
@@ -83,6 +142,15 @@ impl Ledger {
     /// The interface the ledger counts on ("" before it is attached).
     pub fn iface(&self) -> &str {
         self.iface.get().map_or("", String::as_str)
+    }
+
+    pub(crate) fn set_iface(&self, iface: &str) {
+        let _ = self.iface.set(iface.to_string());
+    }
+
+    /// The direction it counts.
+    pub fn direction(&self) -> Direction {
+        self.dir
     }
 
     fn lock_backend(&self, what: &'static str) -> Result<&LockBackend> {
@@ -98,12 +166,12 @@ impl Ledger {
     /// Attach the data path to `iface` (XDP, ingress).
     pub fn attach_xdp(&self, iface: &str, mode: XdpMode) -> Result<Attachment> {
         let a = attach::xdp(self.program(), iface, mode)?;
-        let _ = self.iface.set(iface.to_string());
+        self.set_iface(iface);
         Ok(a)
     }
 
     /// The data path program.
-    pub(crate) fn program(&self) -> std::os::fd::BorrowedFd<'_> {
+    pub(crate) fn program(&self) -> BorrowedFd<'_> {
         match &self.backend {
             Backend::Lock(b) => b.program(),
             Backend::Swap(b) => b.program(),
@@ -147,40 +215,120 @@ impl Ledger {
     /// taken out of the kernel without losing or double-counting a packet.
     /// Successive cuts partition the traffic: each packet is in exactly one.
     pub fn cut(&self) -> Result<Interval> {
-        self.cut_inner(false)
+        let cut = self.take_cut()?;
+        self.finish_cut(&cut)?;
+        Ok(cut.interval)
     }
 
-    pub(crate) fn cut_inner(&self, evict_all: bool) -> Result<Interval> {
-        let mut state = self.cut.lock().unwrap_or_else(|e| e.into_inner());
-        let (flows, buckets, end) = match &self.backend {
+    /// The number of the last cut finished.
+    pub fn last_seq(&self) -> Result<u64> {
+        let c = self.ctl.read()?;
+        Ok(if c.phase == ctl::OPEN { c.seq - 1 } else { c.seq })
+    }
+
+    /// Whether a cut is open: taken and not finished (by this process, or by
+    /// one that died).
+    pub fn has_open_cut(&self) -> Result<bool> {
+        Ok(self.ctl.read()?.phase == ctl::OPEN)
+    }
+
+    /// Phase one of a cut: take the next numbered interval out of the
+    /// kernel's counting without clearing it there. If a cut is open (left
+    /// by a process that died, or not yet finished), that cut is handed out
+    /// again, with the same number and the same records as far as the
+    /// kernel kept them. Finish it with [`Ledger::finish_cut`] once its
+    /// interval is kept; take no other cut before.
+    pub fn take_cut(&self) -> Result<PendingCut> {
+        self.take_inner(false)
+    }
+
+    pub(crate) fn take_inner(&self, evict_all: bool) -> Result<PendingCut> {
+        let _one = self.cutting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.ctl.read()?;
+        if c.phase == ctl::OPEN {
+            if let Some(cut) = self.retake(&c)? {
+                return Ok(cut);
+            }
+            c = self.ctl.read()?;
+        }
+        let seq = c.seq + 1;
+        let start = ctl::time(c.end_ns);
+        match &self.backend {
             Backend::Lock(b) => {
                 let held = self.cut_lock.get().map(CutLock::hold);
-                let got = b.exchange(None, self.cfg.idle_cuts, evict_all)?;
+                let (taken, end) = b.take(&self.ctl, seq, start, self.cfg.idle_cuts, evict_all)?;
                 drop(held);
-                let end = SystemTime::now();
-                if !got.evicted.is_empty() {
-                    // Evicted slots go back only once no writer can hold them.
-                    self.wait_for_programs()?;
-                    b.recycle(&got.evicted)?;
-                }
-                let total = b.buckets()?;
-                let mut delta = total.since(&state.buckets);
-                delta.evicted = got.evicted.len() as u64;
-                state.buckets = total;
-                let flows = decode_flows(got.flows(), &self.cfg, got.may_repeat_keys());
-                (flows, delta, end)
+                Ok(self.lock_cut(taken, &c, seq, start, end))
             }
             Backend::Swap(b) => {
-                let cut = b.cut(&self.grace)?;
-                // The interval ended at the flip, not when the drain finished.
-                let flows = decode_flows(cut.flows.into_iter(), &self.cfg, !cut.unique);
-                (flows, cut.buckets, cut.end)
+                let (taken, end) = b.take(&self.ctl, &self.grace, seq, start)?;
+                Ok(self.swap_cut(taken, seq, start, end))
             }
-        };
-        let interval =
-            Interval::new(state.at, end, flows, buckets).labelled(self.iface(), Direction::In);
-        state.at = end;
-        Ok(interval)
+        }
+    }
+
+    /// The open cut `open` again, or None if it was never taken.
+    fn retake(&self, open: &nl_cut_ctl) -> Result<Option<PendingCut>> {
+        let (start, end) = (ctl::time(open.start_ns), ctl::time(open.end_ns));
+        Ok(match &self.backend {
+            Backend::Lock(b) => b
+                .retake(&self.ctl, open)?
+                .map(|t| self.lock_cut(t, open, open.seq, start, end)),
+            Backend::Swap(b) => b
+                .retake(&self.ctl, &self.grace, open)?
+                .map(|t| self.swap_cut(t, open.seq, start, end)),
+        })
+    }
+
+    fn lock_cut(
+        &self,
+        taken: LockTaken,
+        prev: &nl_cut_ctl,
+        seq: u64,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> PendingCut {
+        let base = buckets_of(&prev.base, prev.base_reroutes);
+        let mut buckets = taken.total.since(&base);
+        buckets.evicted = taken.got.evicted.len() as u64;
+        let flows = decode_flows(taken.got.flows(), &self.cfg, taken.got.may_repeat_keys());
+        self.pending(Taken::Lock(taken), flows, buckets, seq, start, end)
+    }
+
+    fn swap_cut(&self, taken: SwapTaken, seq: u64, start: SystemTime, end: SystemTime) -> PendingCut {
+        // One read of a per-CPU hash yields each key once.
+        let flows = decode_flows(taken.flows.iter().copied(), &self.cfg, false);
+        let buckets = taken.buckets;
+        self.pending(Taken::Swap(taken), flows, buckets, seq, start, end)
+    }
+
+    fn pending(
+        &self,
+        taken: Taken,
+        flows: Vec<(FlowKey, Count)>,
+        buckets: Buckets,
+        seq: u64,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> PendingCut {
+        let mut interval = Interval::new(start, end, flows, buckets).labelled(self.iface(), self.dir);
+        interval.seq = seq;
+        PendingCut { interval, taken }
+    }
+
+    /// Phase two of a cut: clear what `cut` took from the kernel and note it
+    /// finished. Call it only once the interval is kept (committed): from
+    /// here on the kernel no longer has it.
+    pub fn finish_cut(&self, cut: &PendingCut) -> Result<()> {
+        let _one = self.cutting.lock().unwrap_or_else(|e| e.into_inner());
+        let (seq, end) = (cut.interval.seq, cut.interval.end);
+        match (&self.backend, &cut.taken) {
+            (Backend::Lock(b), Taken::Lock(t)) => {
+                b.finish(&self.ctl, t, seq, end, || self.wait_for_programs())
+            }
+            (Backend::Swap(b), Taken::Swap(t)) => b.clear(&self.ctl, t, seq, end),
+            _ => unreachable!("a pending cut comes from its own ledger's backend"),
+        }
     }
 
     /// Take the counts of the keys `selector` picks out of the ledger (every
@@ -192,79 +340,9 @@ impl Ledger {
         } else {
             Some(selector.filter(&self.cfg)?)
         };
-        let _state = self.cut.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self.cutting.lock().unwrap_or_else(|e| e.into_inner());
         let _held = self.cut_lock.get().map(CutLock::hold);
-        let got = b.exchange(filter.as_ref(), 0, false)?;
+        let got = b.exchange(filter.as_ref())?;
         Ok(decode_flows(got.flows(), &self.cfg, got.may_repeat_keys()))
     }
-
-    /// Pin this ledger for `iface` so that `reset` in another process can
-    /// reach it (strategy `lock`). Refuses if a live ledger is pinned there
-    /// already; clears stale pins (left by a ledger that is gone) and pins of
-    /// another layout. The pins go when the returned [`Pins`] drops.
-    pub fn pin(&self, iface: &str) -> Result<Pins> {
-        let b = self.lock_backend("pinning")?;
-        let set = PinSet::at(pin::pin_dir(iface)?);
-        if set.dir().exists() {
-            match open_lock_pins(&set, iface) {
-                Err(Error::StalePin { .. }) | Err(Error::ForeignPin { .. }) => set.remove(),
-                Ok(_) => {
-                    return Err(Error::AlreadyRunning {
-                        iface: iface.to_string(),
-                        path: set.dir().display().to_string(),
-                    })
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        set.create(&Manifest::new(iface, &self.cfg))?;
-        let pins = Pins::new(set.clone());
-        b.pin(&set)?;
-        let _ = self.cut_lock.set(CutLock::open(set.dir())?);
-        Ok(pins)
-    }
-
-    /// Open the ledger a running `watch` pinned for `iface` in this network
-    /// namespace (strategy `lock`).
-    pub fn open_pinned(iface: &str) -> Result<Ledger> {
-        crate::load::preflight()?;
-        let set = PinSet::at(pin::pin_dir(iface)?);
-        if !pin::bpffs_mounted() || !set.dir().exists() {
-            return Err(Error::NotRunning {
-                iface: iface.to_string(),
-            });
-        }
-        let (backend, cfg) = open_lock_pins(&set, iface)?;
-        let ledger = Ledger::from_backend(cfg, Backend::Lock(backend), Buckets::default())?;
-        let _ = ledger.iface.set(iface.to_string());
-        let _ = ledger.cut_lock.set(CutLock::open(set.dir())?);
-        Ok(ledger)
-    }
-}
-
-/// Open and check a lock ledger's pins: a set whose data path is not
-/// attached to `iface` any more is stale; one that is not netledger's (or
-/// of another layout) is foreign.
-fn open_lock_pins(set: &PinSet, iface: &str) -> Result<(LockBackend, LedgerConfig)> {
-    let manifest = set.manifest()?;
-    if manifest.config.strategy != Strategy::Lock {
-        return Err(Error::ForeignPin {
-            path: set.dir().display().to_string(),
-            why: format!(
-                "strategy {} where lock was expected",
-                manifest.config.strategy
-            ),
-        });
-    }
-    let backend = LockBackend::open(set, &manifest.config)?;
-    let (pinned, _) = crate::sys::prog_info(backend.program()).map_err(|e| Error::Pin {
-        path: set.dir().display().to_string(),
-        source: e,
-    })?;
-    if attach::xdp_program_id(iface)? != Some(pinned) {
-        return Err(Error::StalePin {
-            path: set.dir().display().to_string(),
-        });
-    }
-    Ok((backend, manifest.config))
 }

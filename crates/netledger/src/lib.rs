@@ -15,6 +15,7 @@
 
 mod attach;
 mod config;
+mod ctl;
 mod error;
 mod key;
 mod ledger;
@@ -24,6 +25,7 @@ mod maps;
 mod pin;
 mod pod;
 mod record;
+mod service;
 mod sink;
 mod skel;
 mod stats;
@@ -37,10 +39,13 @@ pub use attach::{ifindex, xdp_program_id, Attachment};
 pub use config::{KeyMode, LedgerConfig, Strategy, XdpMode};
 pub use error::{Error, Result};
 pub use key::{parse_proto, proto_name, proto_text, Addr, FlowKey, L4};
-pub use ledger::Ledger;
+pub use ledger::{Ledger, PendingCut};
 pub use load::{missing_capabilities, preflight, KERNEL_BTF};
 pub use lock::KeySelector;
-pub use pin::{bpffs_mounted, pin_dir, Manifest, Pins, BPFFS, LAYOUT};
+pub use pin::{bpffs_mounted, pin_dir, Manifest, Owner, Pins, BPFFS, LAYOUT};
+pub use service::{
+    describe, pin_status, pinned_interfaces, Detached, LinkState, PinStatus, Service, Started,
+};
 pub use record::{
     civil_from_days, rfc3339, Bucket, Buckets, Count, Direction, Interval, Record, Snapshot,
 };

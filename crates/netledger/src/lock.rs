@@ -9,7 +9,10 @@ use std::sync::Mutex;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
+use std::time::SystemTime;
+
 use crate::config::{KeyMode, LedgerConfig};
+use crate::ctl::{self, Ctl};
 use crate::error::{map_err, map_io_err, Error, Result};
 use crate::load::{load_err, own_map, own_prog};
 use crate::maps::TypedMap;
@@ -17,8 +20,8 @@ use crate::pin::PinSet;
 use crate::pod;
 use crate::record::{Buckets, Count};
 use crate::skel::types::{
-    nl_exchange_req, nl_exchange_result, nl_flow_key, nl_key_flags, nl_record, nl_record_flags,
-    nl_slot, nl_slot_state, nl_stats,
+    nl_count, nl_cut_ctl, nl_exchange_req, nl_exchange_result, nl_flow_key, nl_key_flags,
+    nl_record, nl_record_flags, nl_slot, nl_slot_state, nl_stats, NR_BUCKETS,
 };
 use crate::skel::LockSkelBuilder;
 use crate::stats;
@@ -73,10 +76,18 @@ impl Exchanged {
     }
 }
 
+/// What the first phase of a numbered cut took: the staged records and the
+/// cumulative buckets at the cut.
+#[derive(Debug)]
+pub(crate) struct LockTaken {
+    pub got: Exchanged,
+    pub total: Buckets,
+}
+
 /// The pin names of a lock ledger.
-const PIN_XDP: &str = "xdp";
+const PIN_XDP: &str = "prog";
 const PIN_EXCHANGE: &str = "exchange";
-const PIN_MAPS: [&str; 5] = ["index", "slots", "free", "stats", "out"];
+const PIN_MAPS: [&str; 6] = ["index", "slots", "free", "stats", "out", "ctl"];
 
 /// The loaded programs and maps of strategy `lock`.
 #[derive(Debug)]
@@ -88,6 +99,7 @@ pub(crate) struct LockBackend {
     free: MapHandle,
     stats: MapHandle,
     out: MapHandle,
+    ctl: MapHandle,
     out_map: sys::MappedArray,
     nslots: u32,
     /// Live keys at the last read: picks the cheaper way to read them next.
@@ -128,6 +140,7 @@ impl LockBackend {
                 own_map(&skel.maps.nl_free)?,
                 own_map(&skel.maps.nl_stats)?,
                 own_map(&skel.maps.nl_out)?,
+                own_map(&skel.maps.nl_ctl)?,
             ],
         )?;
         // Every slot starts free.
@@ -140,8 +153,8 @@ impl LockBackend {
         Ok(backend)
     }
 
-    fn assemble(prog: OwnedFd, exchange: OwnedFd, maps: [MapHandle; 5]) -> Result<LockBackend> {
-        let [index, slots, free, stats, out] = maps;
+    fn assemble(prog: OwnedFd, exchange: OwnedFd, maps: [MapHandle; 6]) -> Result<LockBackend> {
+        let [index, slots, free, stats, out, ctl] = maps;
         let nslots = slots.max_entries();
         Ok(LockBackend {
             out_map: sys::MappedArray::map::<nl_record>(out.as_fd(), nslots as usize)
@@ -153,6 +166,7 @@ impl LockBackend {
             free,
             stats,
             out,
+            ctl,
             nslots,
             live_hint: AtomicUsize::new(0),
             out_lock: Mutex::new(()),
@@ -181,17 +195,32 @@ impl LockBackend {
             (MapType::Queue, 0, 4, n),
             (MapType::PercpuArray, 4, size_of::<nl_stats>(), 1),
             (MapType::Array, 4, size_of::<nl_record>(), n),
+            (MapType::Array, 4, size_of::<nl_cut_ctl>(), 1),
         ];
         let mut maps = Vec::new();
         for (name, (ty, k, v, max)) in PIN_MAPS.iter().zip(shapes) {
             maps.push(pins.map(name, ty, k as u32, v as u32, max)?);
         }
-        let maps: [MapHandle; 5] = maps.try_into().expect("five maps");
+        let maps: [MapHandle; 6] = maps.try_into().expect("six maps");
         LockBackend::assemble(prog, exchange, maps)
     }
 
-    fn maps(&self) -> [&MapHandle; 5] {
-        [&self.index, &self.slots, &self.free, &self.stats, &self.out]
+    fn maps(&self) -> [&MapHandle; 6] {
+        [
+            &self.index,
+            &self.slots,
+            &self.free,
+            &self.stats,
+            &self.out,
+            &self.ctl,
+        ]
+    }
+
+    /// A handle of the cut control map.
+    pub fn ctl(&self) -> Result<Ctl> {
+        Ok(Ctl::from_map(
+            MapHandle::try_from(&self.ctl).map_err(map_err("dup", "nl_ctl"))?,
+        ))
     }
 
     /// The data path.
@@ -232,7 +261,7 @@ impl LockBackend {
         let out: Vec<(nl_flow_key, Count)> = match mode {
             // The exchange program in peek mode: every live slot copied under
             // its lock in one in-kernel pass, read through the mmapped nl_out.
-            ReadMode::Locked => self.run_exchange(None, 0, false, true)?.flows().collect(),
+            ReadMode::Locked => self.run_exchange(None, 0, false, true, 0)?.flows().collect(),
             ReadMode::Unlocked => {
                 let mut slots: Vec<(u32, nl_slot)> = Vec::with_capacity(self.nslots as usize);
                 sys::lookup_batch(self.slots.as_fd(), 0, 4096, &mut slots)
@@ -318,13 +347,110 @@ impl LockBackend {
     /// Run the exchange: copy and zero (under each slot's lock) every key
     /// that `filter` selects, evicting keys idle for `idle_cuts` cuts (every
     /// key taken, with `evict_all`).
-    pub fn exchange(
+    pub fn exchange(&self, filter: Option<&KeyFilter>) -> Result<Exchanged> {
+        self.run_exchange(filter, 0, false, false, 0)
+    }
+
+    /// Phase one of numbered cut `seq`: note it open in `ctl` (its interval
+    /// from `start`), run the exchange over every key (evicting keys idle
+    /// for `idle_cuts` cuts, or every key with `evict_all`), which stages
+    /// the records in nl_out and notes that in `ctl`, then read and note the
+    /// cumulative buckets.
+    pub fn take(
         &self,
-        filter: Option<&KeyFilter>,
+        ctl: &Ctl,
+        seq: u64,
+        start: SystemTime,
         idle_cuts: u32,
         evict_all: bool,
-    ) -> Result<Exchanged> {
-        self.run_exchange(filter, idle_cuts, evict_all, false)
+    ) -> Result<(LockTaken, SystemTime)> {
+        let prev = ctl.read()?;
+        let end = SystemTime::now();
+        let mut open = nl_cut_ctl {
+            seq,
+            start_ns: ctl::ns(start),
+            end_ns: ctl::ns(end),
+            phase: ctl::OPEN,
+            base: prev.base,
+            base_reroutes: prev.base_reroutes,
+            ..Default::default()
+        };
+        ctl.write(&open)?;
+        let got = self.run_exchange(None, idle_cuts, evict_all, false, seq)?;
+        let total = self.buckets()?;
+        open.staged = 1;
+        open.records = got.records.len() as u64;
+        open.totaled = 1;
+        (open.total, open.total_reroutes) = raw_buckets(&total);
+        ctl.write(&open)?;
+        Ok((LockTaken { got, total }, end))
+    }
+
+    /// An open cut found in `ctl` by a process that adopted the ledger:
+    /// `None` if the exchange never ran (the cut is then closed as not
+    /// taken), else its staged records read again from nl_out.
+    pub fn retake(&self, ctl: &Ctl, open: &nl_cut_ctl) -> Result<Option<LockTaken>> {
+        if open.staged == 0 {
+            ctl.write(&nl_cut_ctl {
+                seq: open.seq - 1,
+                end_ns: open.start_ns,
+                phase: ctl::IDLE,
+                base: open.base,
+                base_reroutes: open.base_reroutes,
+                ..Default::default()
+            })?;
+            return Ok(None);
+        }
+        let mut got = Exchanged {
+            runs: 1,
+            ..Default::default()
+        };
+        for r in self.out_map.read::<nl_record>(open.records as usize) {
+            if r.flags.0 & nl_record_flags::NL_REC_EVICTED.0 != 0 {
+                got.evicted.push(r.slot);
+            }
+            got.records.push(r);
+        }
+        let total = if open.totaled != 0 {
+            buckets_of(&open.total, open.total_reroutes)
+        } else {
+            // Killed before noting them: the buckets now (they may include
+            // frames of the next cut's flows; conservation holds either way).
+            let total = self.buckets()?;
+            let mut noted = *open;
+            noted.totaled = 1;
+            (noted.total, noted.total_reroutes) = raw_buckets(&total);
+            ctl.write(&noted)?;
+            total
+        };
+        Ok(Some(LockTaken { got, total }))
+    }
+
+    /// Phase two of cut `seq`: return the slots it evicted to the free
+    /// queue (after a grace period, via `wait`) and note it finished, with
+    /// its buckets as the next cut's base.
+    pub fn finish(
+        &self,
+        ctl: &Ctl,
+        taken: &LockTaken,
+        seq: u64,
+        end: SystemTime,
+        wait: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        if !taken.got.evicted.is_empty() {
+            // Evicted slots go back only once no writer can hold them.
+            wait()?;
+            self.recycle(&taken.got.evicted)?;
+        }
+        let (base, base_reroutes) = raw_buckets(&taken.total);
+        ctl.write(&nl_cut_ctl {
+            seq,
+            end_ns: ctl::ns(end),
+            phase: ctl::IDLE,
+            base,
+            base_reroutes,
+            ..Default::default()
+        })
     }
 
     /// Run the exchange program. With `peek`, it only copies (under each
@@ -335,6 +461,7 @@ impl LockBackend {
         idle_cuts: u32,
         evict_all: bool,
         peek: bool,
+        seq: u64,
     ) -> Result<Exchanged> {
         // nl_out is shared by every run: one at a time in this process (the
         // pin directory's lock covers other processes).
@@ -348,6 +475,7 @@ impl LockBackend {
             pad: 0,
             value: filter.map(|f| f.value).unwrap_or_default(),
             mask: filter.map(|f| f.mask).unwrap_or_default(),
+            seq,
         };
         let incomplete = nl_exchange_result::NL_EXCHANGE_INCOMPLETE.0;
         let mut got = Exchanged::default();
@@ -440,12 +568,50 @@ impl LockBackend {
 
     /// Return evicted slots to the free queue. Only after an RCU grace
     /// period since their eviction: no writer still holds their number.
-    pub fn recycle(&self, slots: &[u32]) -> Result<()> {
+    /// A slot is marked free before it is pushed, and only a tombstoned slot
+    /// is, so a recycle repeated after a crash never pushes a slot twice (a
+    /// crash between the two steps loses the slot's capacity, not a count).
+    fn recycle(&self, slots: &[u32]) -> Result<()> {
         for n in slots {
+            let slot: Option<nl_slot> = self
+                .slots
+                .get(n, MapFlags::LOCK)
+                .map_err(map_err("lookup", "nl_slots"))?;
+            if slot.is_none_or(|s| s.state != nl_slot_state::NL_SLOT_TOMBSTONE) {
+                continue;
+            }
+            let free = nl_slot {
+                state: nl_slot_state::NL_SLOT_FREE,
+                ..Default::default()
+            };
+            self.slots
+                .put(n, &free, MapFlags::LOCK)
+                .map_err(map_err("update", "nl_slots"))?;
             self.free.push(n).map_err(map_err("push", "nl_free"))?;
         }
         Ok(())
     }
+}
+
+/// Buckets as the control record holds them.
+fn raw_buckets(b: &Buckets) -> ([nl_count; NR_BUCKETS], u64) {
+    let mut out = [nl_count::default(); NR_BUCKETS];
+    for (o, c) in out.iter_mut().zip(b.counts()) {
+        *o = nl_count {
+            packets: c.packets,
+            bytes: c.bytes,
+        };
+    }
+    (out, b.reroutes)
+}
+
+/// Buckets from the control record.
+pub(crate) fn buckets_of(raw: &[nl_count; NR_BUCKETS], reroutes: u64) -> Buckets {
+    let mut counts = [Count::default(); NR_BUCKETS];
+    for (c, r) in counts.iter_mut().zip(raw) {
+        *c = Count::from(*r);
+    }
+    Buckets::from_counts(counts, reroutes)
 }
 
 fn slot_count(s: &nl_slot) -> Count {

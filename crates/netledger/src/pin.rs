@@ -3,13 +3,16 @@
 //!
 //! Layout: `/sys/fs/bpf/netledger/ns<inode of the network namespace>/<iface>/`
 //! holding `manifest` (a one-entry array map whose value is a JSON
-//! [`Manifest`]: layout version, strategy, key configuration) and the
-//! backend's programs and maps under the names it chooses. bpffs holds only
-//! BPF objects, hence a map for the manifest. Pins are created 0600.
+//! [`Manifest`]: layout version, key configuration, owner) and one directory
+//! per direction (`in/`) with the backend's programs and maps under the
+//! names it chooses (and, for a service, the link). bpffs holds only BPF
+//! objects, hence a map for the manifest. Pins are created 0600.
 //!
-//! The directory doubles as the exchange lock: every exchange of a pinned
-//! ledger (a cut, a reset) holds `flock(LOCK_EX)` on it, since they share
-//! the output map.
+//! Two locks, both `flock` on directories: the interface directory is held
+//! (`LOCK_EX | LOCK_NB`) by the process that owns the ledger for as long as
+//! it runs, so a second one is refused and a dead owner's lock is gone; a
+//! direction's directory serializes the exchanges of a pinned `lock`
+//! ledger (a cut, a reset), which share the output map.
 
 use std::fs::{self, File};
 use std::io;
@@ -34,6 +37,28 @@ pub const LAYOUT: u32 = 1;
 const MANIFEST_SIZE: u32 = 1024;
 const MANIFEST: &str = "manifest";
 
+/// Who keeps a pin set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Owner {
+    /// A `watch`: its pins go when it stops, and its link is not pinned, so
+    /// a killed watch leaves nothing attached.
+    Watch,
+    /// The service (`run`): its link is pinned, so the kernel side keeps
+    /// counting between processes; the next one adopts the pins.
+    Service,
+}
+
+impl Owner {
+    /// The command that keeps such pins.
+    pub fn command(self) -> &'static str {
+        match self {
+            Owner::Watch => "netledger watch",
+            Owner::Service => "netledger run",
+        }
+    }
+}
+
 /// What a pin set holds, written beside the pins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -47,17 +72,28 @@ pub struct Manifest {
     pub iface: String,
     /// The configuration the data path was loaded with.
     pub config: LedgerConfig,
+    /// Who keeps them.
+    pub owner: Owner,
+    /// The process that made or last adopted them.
+    pub pid: u32,
+    /// Unique to this pin set: the history store tells ledgers apart by it.
+    pub instance: String,
 }
 
 impl Manifest {
-    /// The manifest of a ledger of this version.
-    pub fn new(iface: &str, config: &LedgerConfig) -> Manifest {
+    /// The manifest of a ledger of this version, made by this process.
+    pub fn new(iface: &str, config: &LedgerConfig, owner: Owner) -> Manifest {
         Manifest {
             magic: "netledger".into(),
             layout: LAYOUT,
             version: env!("CARGO_PKG_VERSION").into(),
             iface: iface.into(),
             config: config.clone(),
+            owner,
+            pid: std::process::id(),
+            instance: fs::read_to_string("/proc/sys/kernel/random/uuid")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| format!("{}-{}", std::process::id(), crate::ctl::ns(std::time::SystemTime::now()))),
         }
     }
 }
@@ -113,6 +149,27 @@ impl PinSet {
         PinSet { dir }
     }
 
+    /// The pin set of `iface` in this network namespace.
+    pub fn of(iface: &str) -> Result<PinSet> {
+        Ok(PinSet::at(pin_dir(iface)?))
+    }
+
+    /// The directory of one direction's objects.
+    pub fn direction(&self, dir: crate::record::Direction) -> PinSet {
+        PinSet::at(self.dir.join(dir.name()))
+    }
+
+    /// Whether anything is pinned there.
+    pub fn exists(&self) -> bool {
+        self.dir.exists()
+    }
+
+    /// Make the directory (bpffs mounted first).
+    pub fn make(&self) -> Result<()> {
+        ensure_bpffs()?;
+        fs::create_dir_all(&self.dir).map_err(|e| self.err(e))
+    }
+
     /// Its directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -132,10 +189,9 @@ impl PinSet {
         }
     }
 
-    /// Make the directory (bpffs mounted first) and write the manifest.
-    pub fn create(&self, manifest: &Manifest) -> Result<()> {
-        ensure_bpffs()?;
-        fs::create_dir_all(&self.dir).map_err(|e| self.err(e))?;
+    /// Write (or rewrite) the manifest.
+    pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+        let _ = fs::remove_file(self.dir.join(MANIFEST));
         let json = serde_json::to_vec(manifest).expect("a manifest serialises");
         assert!(
             json.len() < MANIFEST_SIZE as usize,
@@ -234,13 +290,52 @@ impl PinSet {
         Ok(map)
     }
 
-    /// Remove every pin, the directory, and the parents no other pin needs.
+    /// Remove the pin `name` if it is there.
+    pub fn unpin(&self, name: &str) -> Result<()> {
+        match fs::remove_file(self.dir.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Pin {
+                path: self.dir.join(name).display().to_string(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// An object pinned as `name`, if it is there.
+    pub fn get(&self, name: &str) -> Option<OwnedFd> {
+        sys::obj_get(&self.dir.join(name)).ok()
+    }
+
+    /// Hold this directory as its owner for as long as the lock lives;
+    /// `None` if another process holds it.
+    pub fn claim(&self) -> Result<Option<OwnerLock>> {
+        let f = File::open(&self.dir).map_err(|e| self.err(e))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Some(OwnerLock(f)));
+        }
+        match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+            e => Err(self.err(e)),
+        }
+    }
+
+    /// Remove every pin (subdirectories too), the directory, and the parents
+    /// no other pin needs.
     pub fn remove(&self) {
-        if let Ok(entries) = fs::read_dir(&self.dir) {
-            for e in entries.flatten() {
-                let _ = fs::remove_file(e.path());
+        fn clear(dir: &Path) {
+            if let Ok(entries) = fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        clear(&e.path());
+                        let _ = fs::remove_dir(e.path());
+                    } else {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
             }
         }
+        clear(&self.dir);
         let _ = fs::remove_dir(&self.dir);
         // The namespace directory and the root too, once empty.
         let mut up = self.dir.parent();
@@ -252,6 +347,11 @@ impl PinSet {
         }
     }
 }
+
+/// The owner's hold on an interface's pin directory; released when dropped
+/// (or when the process dies).
+#[derive(Debug)]
+pub(crate) struct OwnerLock(#[allow(dead_code)] File);
 
 /// Exclusive hold on a pinned ledger's exchange (the flock of its pin directory).
 #[derive(Debug)]
@@ -292,15 +392,16 @@ impl Drop for CutLockGuard<'_> {
     }
 }
 
-/// A ledger's pins; removed when dropped.
+/// A watch's pins; removed when dropped.
 #[derive(Debug)]
 pub struct Pins {
     set: PinSet,
+    _owner: OwnerLock,
 }
 
 impl Pins {
-    pub(crate) fn new(set: PinSet) -> Pins {
-        Pins { set }
+    pub(crate) fn new(set: PinSet, owner: OwnerLock) -> Pins {
+        Pins { set, _owner: owner }
     }
 
     /// The pin directory.

@@ -25,7 +25,6 @@ pub fn bytes_of<T: Pod>(v: &T) -> &[u8] {
 }
 
 /// The bytes of a slice of values.
-#[cfg_attr(not(feature = "lab"), allow(dead_code))]
 pub fn bytes_of_slice<T: Pod>(v: &[T]) -> &[u8] {
     // SAFETY: as for bytes_of, over the whole slice.
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }

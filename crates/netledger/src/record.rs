@@ -172,6 +172,11 @@ impl Buckets {
         out
     }
 
+    /// The counts in `enum nl_bucket` order.
+    pub(crate) fn counts(&self) -> &[Count; NR_BUCKETS] {
+        &self.counts
+    }
+
     /// Buckets from raw per-bucket counts in `enum nl_bucket` order.
     pub(crate) fn from_counts(counts: [Count; NR_BUCKETS], reroutes: u64) -> Buckets {
         Buckets {

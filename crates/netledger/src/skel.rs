@@ -37,7 +37,7 @@ pub(crate) use swap_skel::SwapSkelBuilder;
 /// newtype with its values as associated constants.
 pub mod types {
     pub use super::lock_skel::types::{
-        nl_bucket, nl_config, nl_count, nl_exchange_req, nl_exchange_result, nl_flow_key,
+        nl_bucket, nl_config, nl_count, nl_cut_ctl, nl_cut_phase, nl_exchange_req, nl_exchange_result, nl_flow_key,
         nl_key_flags, nl_key_mode, nl_record, nl_record_flags, nl_slot, nl_slot_state, nl_stats,
     };
     pub use super::swap_skel::types::nl_swap_counter;
@@ -49,11 +49,12 @@ pub mod types {
     const _: () = assert!(std::mem::size_of::<nl_slot>() == 88);
     const _: () = assert!(std::mem::size_of::<nl_count>() == 16);
     const _: () = assert!(std::mem::size_of::<nl_stats>() == 8 + 16 * NR_BUCKETS + 8 + 8);
-    const _: () = assert!(std::mem::size_of::<nl_exchange_req>() == 24 + 2 * 44);
+    const _: () = assert!(std::mem::size_of::<nl_exchange_req>() == 24 + 2 * 44 + 8);
     const _: () = assert!(std::mem::size_of::<nl_record>() == 88);
     const _: () = assert!(std::mem::size_of::<nl_config>() == 28);
     const _: () = assert!(std::mem::size_of::<super::swap_skel::types::nl_config>() == 28);
     const _: () = assert!(std::mem::size_of::<nl_swap_counter>() == 32);
+    const _: () = assert!(std::mem::size_of::<nl_cut_ctl>() == 48 + 2 * (16 * NR_BUCKETS + 8));
 
     /// The number of buckets (`NL_NR_BUCKETS`), as an array length.
     pub const NR_BUCKETS: usize = nl_bucket::NL_NR_BUCKETS.0 as usize;
@@ -78,6 +79,8 @@ pub mod types {
     unsafe impl Pod for nl_swap_counter {}
     // SAFETY: as above.
     unsafe impl Pod for nl_count {}
+    // SAFETY: as above.
+    unsafe impl Pod for nl_cut_ctl {}
 
     // SAFETY: as above; the swap object's copy of `struct nl_config`.
     unsafe impl Pod for super::swap_skel::types::nl_config {}

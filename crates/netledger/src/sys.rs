@@ -298,6 +298,27 @@ pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<(u32, String)> {
     Ok((info.id, String::from_utf8_lossy(&name).into_owned()))
 }
 
+/// What the kernel says of a link: its program's id and, for XDP and tcx
+/// links, the interface it is attached to (0 once the interface is gone).
+pub fn link_info(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    let mut info = libbpf_sys::bpf_link_info::default();
+    let mut len = size_of::<libbpf_sys::bpf_link_info>() as u32;
+    // SAFETY: info is a bpf_link_info of `len` bytes; no out-pointers are set in it.
+    check(unsafe { libbpf_sys::bpf_link_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) })?;
+    let ifindex = match info.type_ {
+        libbpf_sys::BPF_LINK_TYPE_XDP => {
+            // SAFETY: the kernel filled the xdp member for an XDP link.
+            unsafe { info.__bindgen_anon_1.xdp.ifindex }
+        }
+        libbpf_sys::BPF_LINK_TYPE_TCX => {
+            // SAFETY: the kernel filled the tcx member for a tcx link.
+            unsafe { info.__bindgen_anon_1.tcx.ifindex }
+        }
+        _ => 0,
+    };
+    Ok((info.prog_id, ifindex))
+}
+
 /// A read-only mapping of a BPF_F_MMAPABLE array map's values.
 pub struct MappedArray {
     ptr: *const u8,

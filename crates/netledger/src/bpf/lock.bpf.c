@@ -329,8 +329,21 @@ int nl_exchange(struct __sk_buff *skb)
 {
 	struct exchange_ctx ctx = {};
 
+	struct nl_cut_ctl *cut;
+	__u32 zero = 0;
+
 	if (bpf_skb_load_bytes(skb, 0, &ctx.req, sizeof(ctx.req)))
 		return 0;
 	bpf_for_each_map_elem(&nl_slots, exchange_one, &ctx, 0);
+	/*
+	 * A numbered cut notes here, in the same run that zeroed the slots,
+	 * that nl_out holds its records: a process killed as this returns
+	 * leaves them findable. (A test run completes even if its caller dies.)
+	 */
+	cut = bpf_map_lookup_elem(&nl_ctl, &zero);
+	if (ctx.req.seq && cut && cut->seq == ctx.req.seq) {
+		cut->records = ctx.written;
+		cut->staged = 1;
+	}
 	return ctx.written | (ctx.incomplete ? NL_EXCHANGE_INCOMPLETE : 0);
 }

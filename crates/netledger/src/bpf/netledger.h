@@ -96,6 +96,7 @@ struct nl_exchange_req {
 	__u32 evict_all;   /* non-zero: evict every key taken, idle or not */
 	__u32 peek;	   /* non-zero: copy only (a coherent live snapshot): no zeroing */
 	__u32 pad;
+	__u64 seq;	   /* non-zero: the numbered cut this run takes; noted in nl_ctl */
 	struct nl_flow_key value;
 	struct nl_flow_key mask;
 };
@@ -157,6 +158,34 @@ struct nl_config {
 	__u32 mask6[4]; /* IPv6 prefix mask, network byte order */
 };
 
+/* nl_cut_ctl.phase */
+enum nl_cut_phase {
+	NL_CUT_IDLE = 0, /* the cut `seq` is finished: taken, committed, cleared */
+	NL_CUT_OPEN = 1, /* the cut `seq` was taken from the kernel and is not yet cleared */
+};
+
+/*
+ * Where a ledger's numbered cuts stand, in a map of its own (nl_ctl) that
+ * outlives the process (it is pinned with the ledger): a process started
+ * after a crash finds the cut that was open, redoes or finishes it, and
+ * numbers the next one. Userspace writes it; the exchange program notes in
+ * it what it staged for the open cut.
+ */
+struct nl_cut_ctl {
+	__u64 seq;	/* the last finished cut (IDLE) or the open one (OPEN) */
+	__u64 start_ns; /* wall-clock ns since the Unix epoch: the cut's interval start */
+	__u64 end_ns;	/* ... and end (when the cut was taken) */
+	__u32 phase;	/* enum nl_cut_phase */
+	__u32 old_gen;	/* swap: the generation the open cut took */
+	__u32 staged;	/* lock: the exchange staged the open cut's records in nl_out */
+	__u32 totaled;	/* lock: `total` holds the buckets at the open cut */
+	__u64 records;	/* lock: how many records it staged */
+	struct nl_count total[NL_NR_BUCKETS]; /* lock: cumulative buckets at the open cut */
+	__u64 total_reroutes;
+	struct nl_count base[NL_NR_BUCKETS]; /* lock: cumulative buckets at the last finished cut */
+	__u64 base_reroutes;
+};
+
 /*
  * Userspace reads every constant above from the objects' BTF (the skeletons
  * turn each enum into a Rust type with its values), so none is copied by
@@ -169,6 +198,8 @@ struct nl_btf_anchor {
 	enum nl_key_flags key_flags;
 	enum nl_limits limits;
 	enum nl_exchange_result exchange_result;
+	enum nl_cut_phase cut_phase;
+	struct nl_cut_ctl cut_ctl;
 };
 
 #endif /* NETLEDGER_H */

@@ -19,6 +19,14 @@
 /* Written by the loader before load; the verifier prunes the other modes. */
 const volatile struct nl_config nl_cfg = {};
 
+/* The ledger's cut control record (struct nl_cut_ctl in netledger.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nl_cut_ctl);
+} nl_ctl SEC(".maps");
+
 /* Never read by the programs: carries the shared enums into BTF (netledger.h). */
 const volatile struct nl_btf_anchor nl_btf_anchor = {};
 

@@ -1,0 +1,52 @@
+//! `netledger down`: detach the service's programs, commit the last counts
+//! to the store, and remove the pins.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use netledger::{Direction, Service};
+use netledger_sinks::store::{Access, LedgerInfo, Store};
+
+pub fn run(ifaces: Vec<String>, db: &std::path::Path) -> Result<ExitCode> {
+    netledger::preflight()?;
+    let ifaces = if ifaces.is_empty() {
+        let all = netledger::pinned_interfaces();
+        if all.is_empty() {
+            anyhow::bail!("netledger is not counting on any interface in this network namespace (no pins under {}/netledger)", netledger::BPFFS);
+        }
+        all
+    } else {
+        ifaces
+    };
+    let mut store = Store::open(db, Access::ReadWrite)
+        .with_context(|| format!("opening the store {}", db.display()))?;
+    for iface in ifaces {
+        let service = Service::open_for_down(&iface)?;
+        let m = service.manifest().clone();
+        let ledger_id = store.ledger(&LedgerInfo::new(&m.instance, &iface, Direction::In, &m.config))?;
+        let detached = service.detach()?;
+        let ledger = detached.ledger();
+        // A cut a killed process left open first, then everything since.
+        let mut last = None;
+        loop {
+            let reopened = ledger.has_open_cut()?;
+            let cut = ledger.take_cut()?;
+            store
+                .commit(ledger_id, &cut.interval)
+                .with_context(|| format!("committing the last counts of {iface}; nothing was removed"))?;
+            ledger.finish_cut(&cut)?;
+            last = Some(cut.interval);
+            if !reopened {
+                break;
+            }
+        }
+        let last = last.expect("at least one cut");
+        detached.remove();
+        eprintln!(
+            "netledger: {iface}: detached; last cut {} committed ({} packets), pins removed",
+            last.seq,
+            last.buckets.get(netledger::Bucket::Seen).packets
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
