@@ -1,39 +1,17 @@
 //! Parts 1 and 4 of `netledger bench` on their own: data-path cost of every
 //! way of counting (ns/packet through test_run), and the lock strategy's
 //! slowdown while a locked snapshot loop runs on another CPU. Prints a
-//! markdown table of every figure.
+//! markdown table of every figure, with its samples and tags.
 //!
 //! Needs root. Run with:
-//! `cargo run --release -p netledger --example bench_datapath [-- --quick] [--rounds N] [--only datapath|reader]`
+//! `cargo run --release -p netledger-lab --example bench_datapath [-- --quick] [--rounds N] [--only datapath|reader]`
 
 use std::time::Instant;
 
-use netledger::bench::{self, Measurement, Options};
+use netledger_lab::bench::report::{markdown, PARTS};
+use netledger_lab::bench::Options;
 
-fn table(ms: &[Measurement]) {
-    println!("| what | median | unit | ratio | samples (min-max) |");
-    println!("|---|---|---|---|---|");
-    for m in ms {
-        let (lo, hi) = m
-            .samples
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| {
-                (lo.min(s), hi.max(s))
-            });
-        println!(
-            "| {} | {:.2} | {} | {} | {} ({:.1}-{:.1}) |",
-            m.name,
-            m.value,
-            m.unit,
-            m.ratio.map(|r| format!("{r:.2}")).unwrap_or_default(),
-            m.samples.len(),
-            lo,
-            hi
-        );
-    }
-}
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let rounds = args
@@ -48,7 +26,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    let part = |name: &str| only.as_deref().is_none_or(|o| o == name);
     netledger::quiet_libbpf();
     let started = Instant::now();
     let progress = move |what: &str| {
@@ -59,15 +36,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rounds,
         progress: &progress,
     };
-    if part("datapath") {
-        let datapath = bench::datapath(&opts)?;
-        println!("### 1. Data-path cost (test_run; rounds {rounds}; quick {quick})\n");
-        table(&datapath);
-    }
-    if part("reader") {
-        let reader = bench::reader_slowdown(&opts)?;
-        println!("\n### 4. Data-path slowdown from a concurrent reader (rounds {rounds})\n");
-        table(&reader);
+    let mut out = std::io::stdout().lock();
+    for (key, title, part) in PARTS {
+        if !["datapath", "reader"].contains(&key) || only.as_deref().is_some_and(|o| o != key) {
+            continue;
+        }
+        let ms = part(&opts)?;
+        let title = format!("{title} (rounds {rounds}; quick {quick})");
+        markdown(&mut out, &title, &ms, true)?;
     }
     eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
     Ok(())

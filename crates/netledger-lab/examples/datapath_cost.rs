@@ -1,9 +1,9 @@
 //! The data path's cost per frame against the empty XDP program.
 //!
 //! Loads `EmptyProgram` (`return XDP_PASS`) and the netledger data path of
-//! both strategies with the default configuration (five-tuple keys), then
+//! both strategies with the default key configuration (five-tuple keys), then
 //! alternates BPF_PROG_TEST_RUN of each, `REPEAT` runs per call, on the same
-//! 64-byte (no FCS) IPv4 UDP frame: one five-tuple key, so every run after
+//! 64-byte (no FCS) IPv4 UDP frame (`Flow::nth(0)`): one five-tuple key, so every run after
 //! the first finds the key and adds to it: under the flow's spin lock
 //! (`lock`), or to this CPU's copy of a per-CPU value with plain additions
 //! through the map-in-map generation (`swap`).
@@ -11,44 +11,21 @@
 //! `ROUNDS` interleaved samples are printed with their ratios and differences.
 //!
 //! Needs root. Run with:
-//! `cargo run --release -p netledger --example datapath_cost`
+//! `cargo run --release -p netledger-lab --example datapath_cost`
 
-use netledger::{EmptyProgram, Ledger, LedgerConfig, Strategy};
+use netledger::LedgerConfig;
+use netledger_lab::bench::{load_ledgers, median};
+use netledger_lab::harness::Flow;
+use netledger_lab::EmptyProgram;
 
 const REPEAT: u32 = 1_000_000;
 const ROUNDS: usize = 11;
 
-fn frame() -> Vec<u8> {
-    let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-        .udp(4000, 9000);
-    let mut buf = Vec::new();
-    builder
-        .write(&mut buf, &[0u8; 22])
-        .expect("building the frame");
-    assert_eq!(buf.len(), 64);
-    buf
-}
-
-fn median(v: &[u32]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_unstable();
-    let n = s.len();
-    if n % 2 == 1 {
-        f64::from(s[n / 2])
-    } else {
-        (f64::from(s[n / 2 - 1]) + f64::from(s[n / 2])) / 2.0
-    }
-}
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let frame = frame();
+fn main() -> anyhow::Result<()> {
+    let frame = Flow::nth(0).frame();
+    assert_eq!(frame.len(), 64);
     let empty = EmptyProgram::load()?;
-    let nl = Ledger::load(LedgerConfig::default())?;
-    let sw = Ledger::load(LedgerConfig {
-        strategy: Strategy::Swap,
-        ..LedgerConfig::default()
-    })?;
+    let (nl, sw) = load_ledgers(&LedgerConfig::default())?;
 
     // Warm up all three (and create the flow key) outside the samples.
     empty.test_run(&frame, REPEAT)?;
@@ -69,13 +46,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "round {round:2}: empty {:4} ns/run, lock {:4} ns/run, swap {:4} ns/run",
             re.duration_ns, rn.duration_ns, rw.duration_ns
         );
-        e.push(re.duration_ns);
-        n.push(rn.duration_ns);
-        w.push(rw.duration_ns);
+        e.push(f64::from(re.duration_ns));
+        n.push(f64::from(rn.duration_ns));
+        w.push(f64::from(rw.duration_ns));
     }
 
     let (me, mn, mw) = (median(&e), median(&n), median(&w));
-    let range = |v: &[u32]| (*v.iter().min().unwrap(), *v.iter().max().unwrap());
+    let range = |v: &[f64]| {
+        v.iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| {
+                (lo.min(s), hi.max(s))
+            })
+    };
     let (elo, ehi) = range(&e);
     let (nlo, nhi) = range(&n);
     let (wlo, whi) = range(&w);

@@ -17,8 +17,9 @@
 //! strategy (its cut is [`Ledger::cut`]), or a [`NaiveLedger`], the classic
 //! locked hash map reset from userspace, which loses counts.
 //!
-//! XDP test runs each wait for an RCU grace period, so `repeat` must be
-//! large (100,000 or more per call): see KERNEL-NOTES.md.
+//! Every XDP test run updates the XDP dispatcher and waits for an RCU grace
+//! period (milliseconds), so `repeat` must be large (100,000 or more per
+//! call) for the program, not the wait, to dominate.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,12 +30,10 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::LedgerConfig;
-use crate::error::{Error, Result};
-use crate::key::FlowKey;
-use crate::ledger::Ledger;
-use crate::snapshot::{Bucket, Buckets, Count};
-use crate::types::{nl_flow_key, NL_KEY_F_PORTS};
+use anyhow::{anyhow, bail, Context, Result};
+use netledger::lab::types::{nl_flow_key, nl_key_flags};
+use netledger::lab::{decode_key, TestRun};
+use netledger::{Bucket, Buckets, Count, FlowKey, Ledger, LedgerConfig};
 
 pub use crate::naive::{NaiveLedger, NaiveReset};
 
@@ -115,14 +114,14 @@ impl Flow {
         k.dport = self.dport;
         k.family = 4;
         k.proto = 17;
-        k.flags = NL_KEY_F_PORTS;
+        k.flags = nl_key_flags::NL_KEY_F_PORTS.0 as u8;
         k
     }
 
     /// The key a ledger loaded with `cfg` files this flow under. (Prefixes
     /// are not applied to the raw key here: use configurations without them.)
     pub fn key(&self, cfg: &LedgerConfig) -> FlowKey {
-        FlowKey::from_raw(&self.raw_key(), cfg)
+        decode_key(&self.raw_key(), cfg)
     }
 
     pub fn bytes(&self, packets: u64) -> u64 {
@@ -174,14 +173,13 @@ pub trait Target: Sync {
     }
 }
 
-fn check_verdict(retval: u32) -> Result<()> {
-    if retval == XDP_PASS {
-        Ok(())
-    } else {
-        Err(Error::TestRun {
-            source: io::Error::other(format!("the program returned {retval}, not XDP_PASS")),
-        })
+/// The mean ns per run of a test run that passed the frame; an error for
+/// any other verdict.
+fn verdict(r: TestRun) -> Result<u32> {
+    if r.retval != XDP_PASS {
+        bail!("the program returned {}, not XDP_PASS", r.retval);
     }
+    Ok(r.duration_ns)
 }
 
 impl Target for Ledger {
@@ -198,9 +196,7 @@ impl Target for Ledger {
     }
 
     fn drive(&self, frame: &[u8], repeat: u32) -> Result<u32> {
-        let r = self.test_run(frame, repeat)?;
-        check_verdict(r.retval)?;
-        Ok(r.duration_ns)
+        verdict(self.test_run(frame, repeat)?)
     }
 
     fn cut(&self) -> Result<CutOut> {
@@ -222,9 +218,7 @@ impl Target for NaiveLedger {
     }
 
     fn drive(&self, frame: &[u8], repeat: u32) -> Result<u32> {
-        let r = self.test_run(frame, repeat)?;
-        check_verdict(r.retval)?;
-        Ok(r.duration_ns)
+        verdict(self.test_run(frame, repeat)?)
     }
 
     fn cut(&self) -> Result<CutOut> {
@@ -291,12 +285,9 @@ impl Harness {
     /// Drive `target` and cut it, then tally every record against what was sent.
     pub fn run<T: Target + ?Sized>(&self, target: &T) -> Result<Report> {
         let k = self.flows.len();
-        let invalid =
-            |what: &'static str, value: String, expected: &'static str| Error::InvalidConfig {
-                what,
-                value,
-                expected,
-            };
+        let invalid = |what: &str, value: String, expected: &str| {
+            anyhow!("invalid {what}: {value} (expected {expected})")
+        };
         if k == 0 || self.writer_cpus.is_empty() || self.repeat == 0 {
             return Err(invalid(
                 "harness",
@@ -331,10 +322,9 @@ impl Harness {
         let n = self.writer_cpus.len();
         let stop = AtomicBool::new(false);
         let writers_done = AtomicUsize::new(0);
-        let first_error: Mutex<Option<Error>> = Mutex::new(None);
-        let fail = |e: Error| {
-            let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert(e);
+        let first_error = FirstError::default();
+        let fail = |e: anyhow::Error| {
+            first_error.set(e);
             stop.store(true, Ordering::SeqCst);
         };
         let start = Instant::now();
@@ -354,8 +344,10 @@ impl Harness {
                             sent: vec![Count::default(); k],
                             ..Default::default()
                         };
-                        if let Err(e) = pin_to(cpu) {
-                            fail(Error::TestRun { source: e });
+                        if let Err(e) =
+                            pin_to(cpu).context(format!("pinning writer {w} to CPU {cpu}"))
+                        {
+                            fail(e);
                             return out;
                         }
                         let mut flow = if self.stagger { w * k / n } else { 0 };
@@ -392,8 +384,9 @@ impl Harness {
                 let guard = StopOnDrop(&stop);
                 let mut cuts: Vec<TimedCut> = Vec::new();
                 if let Some(cpu) = self.cutter_cpu {
-                    if let Err(e) = pin_to(cpu) {
-                        fail(Error::TestRun { source: e });
+                    if let Err(e) = pin_to(cpu).context(format!("pinning the cutter to CPU {cpu}"))
+                    {
+                        fail(e);
                         return cuts;
                     }
                 }
@@ -453,9 +446,7 @@ impl Harness {
                 Err(p) => std::panic::resume_unwind(p),
             }
         });
-        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            return Err(e);
-        }
+        first_error.into_result()?;
 
         // Every writer has returned: nothing runs the program any more.
         let mut cuts = cuts;
@@ -495,8 +486,41 @@ impl Drop for Done<'_> {
     }
 }
 
-/// Sets the stop flag when dropped (a panicking cutter stops the writers).
-struct StopOnDrop<'a>(&'a AtomicBool);
+/// The first error of several threads: the others see that one failed and
+/// stop; the caller gets that error once they are joined.
+#[derive(Debug, Default)]
+pub struct FirstError {
+    failed: AtomicBool,
+    error: Mutex<Option<anyhow::Error>>,
+}
+
+impl FirstError {
+    /// Keep `e` unless an error was kept already.
+    pub fn set(&self, e: anyhow::Error) {
+        self.failed.store(true, Ordering::SeqCst);
+        self.error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+    }
+
+    /// Some thread failed.
+    pub fn is_set(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// The first error, if any (once every thread is done).
+    pub fn into_result(self) -> Result<()> {
+        match self.error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Sets the stop flag when dropped: a thread that fails or panics while it
+/// holds one stops the others.
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
 
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {

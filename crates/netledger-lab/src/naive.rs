@@ -2,26 +2,22 @@
 //! plain hash map (`nl_naive` in `bench.bpf.c`), reset from userspace.
 //!
 //! Both ways of resetting it from userspace lose increments while programs
-//! write (KERNEL-NOTES.md, "Why read then reset loses counts"); the
+//! write: a lookup then a zeroing update loses whatever is added between the
+//! two syscalls, and a lookup-and-delete loses what a program that already
+//! holds the element adds after the copy (see [`NaiveReset`]). The
 //! conservation harness measures how many.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use crate::config::LedgerConfig;
-use crate::error::Result;
-use crate::key::FlowKey;
-use crate::ledger::{load_object, map_err, test_run, TestRun};
-use crate::snapshot::Count;
-use crate::sys;
-use crate::types::nl_flow_key;
+use anyhow::{Context, Result};
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use netledger::lab::types::nl_flow_key;
+use netledger::lab::{bytes_of, decode_key, from_bytes, TestRun};
+use netledger::{Count, FlowKey, LedgerConfig};
 
-mod skel {
-    #![allow(clippy::all, unused_imports, dead_code, non_camel_case_types)]
-    include!(concat!(env!("OUT_DIR"), "/bench.skel.rs"));
-}
-use skel::types::nl_naive_value;
-
-const _: () = assert!(std::mem::size_of::<nl_naive_value>() == 24);
+use crate::object::BenchObject;
+use crate::skel::types::nl_naive_value;
 
 /// How a naive cut takes the counts out of the map, key by key (keys found
 /// with a `BPF_MAP_GET_NEXT_KEY` walk).
@@ -53,15 +49,12 @@ impl NaiveReset {
 #[derive(Debug)]
 pub struct NaiveLedger {
     prog: OwnedFd,
-    flows: OwnedFd,
-    missed: OwnedFd,
+    flows: MapHandle,
+    missed: MapHandle,
     cfg: LedgerConfig,
     /// The reset [`crate::harness::Target::cut`] uses.
     pub method: NaiveReset,
 }
-
-// SAFETY: three u64s (the lock word and padding included); every bit pattern is a value.
-unsafe impl sys::Pod for nl_naive_value {}
 
 fn count(v: nl_naive_value) -> Count {
     Count {
@@ -70,29 +63,15 @@ fn count(v: nl_naive_value) -> Count {
     }
 }
 
-fn lock_flag() -> u64 {
-    u64::from(libbpf_sys::BPF_F_LOCK)
-}
-
 impl NaiveLedger {
     /// Load `nl_naive`; cuts use `method`.
     pub fn load(method: NaiveReset) -> Result<NaiveLedger> {
         let cfg = LedgerConfig::default();
-        let mut fds = load_object(
-            crate::objects::BENCH,
-            &cfg,
-            &[],
-            &["nl_naive"],
-            &["nl_naive_flows", "nl_naive_missed"],
-        )?;
-        let mut take = |name: &str| {
-            fds.remove(name)
-                .unwrap_or_else(|| panic!("bench object has {name}"))
-        };
+        let obj = BenchObject::load(&cfg, None)?;
         Ok(NaiveLedger {
-            prog: take("nl_naive"),
-            flows: take("nl_naive_flows"),
-            missed: take("nl_naive_missed"),
+            prog: obj.progs.naive,
+            flows: obj.maps.naive_flows,
+            missed: obj.maps.naive_missed,
             cfg,
             method,
         })
@@ -109,46 +88,67 @@ impl NaiveLedger {
 
     /// Run `nl_naive` on `frame` `repeat` times (BPF_PROG_TEST_RUN).
     pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<TestRun> {
-        test_run(self.prog.as_fd(), frame, repeat)
+        Ok(netledger::lab::test_run(self.prog.as_fd(), frame, repeat)?)
     }
 
     /// Every key currently in the map (a `BPF_MAP_GET_NEXT_KEY` walk).
-    pub fn keys(&self) -> Result<Vec<nl_flow_key>> {
-        sys::all_keys(self.flows.as_fd()).map_err(map_err("next key", "nl_naive_flows"))
+    pub fn keys(&self) -> Vec<nl_flow_key> {
+        self.flows.keys().map(|k| from_bytes(&k)).collect()
     }
 
     /// One key's counts, copied under its lock (BPF_F_LOCK); None if absent.
     pub fn lookup(&self, key: &nl_flow_key) -> Result<Option<Count>> {
-        let v: Option<nl_naive_value> = sys::lookup_elem(self.flows.as_fd(), key, lock_flag())
-            .map_err(map_err("lookup", "nl_naive_flows"))?;
-        Ok(v.map(count))
+        let v = self
+            .flows
+            .lookup(bytes_of(key), MapFlags::LOCK)
+            .context("lookup in nl_naive_flows")?;
+        Ok(v.map(|v| count(from_bytes(&v))))
     }
 
     /// Set one existing key's counters to zero under its lock
     /// (BPF_F_LOCK | BPF_EXIST). Returns false if the key is gone.
     fn zero(&self, key: &nl_flow_key) -> Result<bool> {
-        let flags = lock_flag() | u64::from(libbpf_sys::BPF_EXIST);
-        match sys::update_elem(self.flows.as_fd(), key, &nl_naive_value::default(), flags) {
+        let zeros = nl_naive_value::default();
+        match self.flows.update(
+            bytes_of(key),
+            bytes_of(&zeros),
+            MapFlags::LOCK | MapFlags::EXIST,
+        ) {
             Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-            Err(e) => Err(map_err("update", "nl_naive_flows")(e)),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).context("update of nl_naive_flows"),
         }
     }
 
     /// Copy one key's counters and delete it (BPF_MAP_LOOKUP_AND_DELETE_ELEM
-    /// with BPF_F_LOCK); None if the key is gone.
+    /// with BPF_F_LOCK, which libbpf-rs does not offer); None if the key is
+    /// gone.
     fn take(&self, key: &nl_flow_key) -> Result<Option<Count>> {
-        let v: Option<nl_naive_value> =
-            sys::lookup_and_delete_elem(self.flows.as_fd(), key, lock_flag())
-                .map_err(map_err("lookup and delete", "nl_naive_flows"))?;
-        Ok(v.map(count))
+        let mut v = nl_naive_value::default();
+        // SAFETY: the key and value point at a live nl_flow_key and
+        // nl_naive_value, the map's key and value types, for the call.
+        let ret = unsafe {
+            libbpf_sys::bpf_map_lookup_and_delete_elem_flags(
+                self.flows.as_fd().as_raw_fd(),
+                (key as *const nl_flow_key).cast(),
+                (&mut v as *mut nl_naive_value).cast(),
+                u64::from(libbpf_sys::BPF_F_LOCK),
+            )
+        };
+        match ret {
+            0 => Ok(Some(count(v))),
+            e if -e == libc::ENOENT => Ok(None),
+            e => {
+                Err(io::Error::from_raw_os_error(-e)).context("lookup and delete in nl_naive_flows")
+            }
+        }
     }
 
     /// Take every key's counts out of the map with `method` and return the
     /// non-zero ones (keys decoded under the default configuration).
     pub fn cut_with(&self, method: NaiveReset) -> Result<Vec<(FlowKey, Count)>> {
         let mut out = Vec::new();
-        for key in self.keys()? {
+        for key in self.keys() {
             let got = match method {
                 NaiveReset::LookupThenZero => match self.lookup(&key)? {
                     // Whatever lands between these two syscalls is lost.
@@ -158,7 +158,7 @@ impl NaiveLedger {
                 NaiveReset::LookupAndDelete => self.take(&key)?,
             };
             if let Some(c) = got.filter(|c| !c.is_zero()) {
-                out.push((FlowKey::from_raw(&key, &self.cfg), c));
+                out.push((decode_key(&key, &self.cfg), c));
             }
         }
         Ok(out)
@@ -167,9 +167,11 @@ impl NaiveLedger {
     /// Packets `nl_naive` could not place at all (summed over CPUs): not
     /// parsed, map full, or its key deleted under it between insert and lookup.
     pub fn missed(&self) -> Result<u64> {
-        let ncpus = sys::possible_cpus().map_err(map_err("count CPUs", "nl_naive_missed"))?;
-        let per_cpu: Vec<u64> = sys::lookup_percpu(self.missed.as_fd(), 0, ncpus)
-            .map_err(map_err("lookup", "nl_naive_missed"))?;
-        Ok(per_cpu.iter().sum())
+        let per_cpu = self
+            .missed
+            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .context("lookup in nl_naive_missed")?
+            .unwrap_or_default();
+        Ok(per_cpu.iter().map(|v| from_bytes::<u64>(v)).sum())
     }
 }

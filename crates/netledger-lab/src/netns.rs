@@ -19,7 +19,7 @@
 //!
 //! ```no_run
 //! # fn main() -> std::io::Result<()> {
-//! let ns = netledger::netns::NetNs::create("demo")?;
+//! let ns = netledger_lab::netns::NetNs::create("demo")?;
 //! let sock = ns.run(|| std::net::UdpSocket::bind("127.0.0.1:0"))?;
 //! // `sock` lives in `ns` even though it is used from this thread.
 //! # Ok(()) }
@@ -993,13 +993,14 @@ fn recv_frame(
     buf: &mut [u8],
     flags: libc::c_int,
 ) -> io::Result<Option<Vec<u8>>> {
-    // SAFETY (all zeroed values below): plain data, all zeroes valid.
+    // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     let mut control = [0u64; 16];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = (&mut addr as *mut libc::sockaddr_ll).cast();
     msg.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;

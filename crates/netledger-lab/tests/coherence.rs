@@ -21,16 +21,20 @@
 //! takes at most about 40 s (3 x 3 s locked, at most 30 s unlocked), the
 //! bucket test at most about 34 s (3 s settled, at most 30 s unsettled).
 //!
-//! Run with: `cargo test -p netledger --test coherence -- --nocapture`
+//! Run with: `cargo test -p netledger-lab --test coherence -- --nocapture`
+
+mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use netledger::types::nl_flow_key;
+use common::{pin_to, serial, two_cpus_or_skip};
+use netledger::lab::types::nl_flow_key;
+use netledger::lab::ReadMode;
 use netledger::Count;
-use netledger::{Bucket, Buckets, Ledger, LedgerConfig, ReadMode};
+use netledger::{Bucket, Buckets, Ledger, LedgerConfig, Strategy};
+use netledger_lab::harness::StopOnDrop;
 
 /// The size of the counted frame, in bytes (no FCS).
 const S: u64 = 64;
@@ -44,13 +48,6 @@ const UNLOCKED_BUDGET: Duration = Duration::from_secs(30);
 /// An unlocked side that tore keeps being read at least this long, so that
 /// its counts compare with the locked side's.
 const UNLOCKED_MIN: Duration = Duration::from_secs(3);
-
-/// The two tests share the CPUs they pin to: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A 64-byte IPv4 UDP frame: one five-tuple key.
 fn udp_frame() -> Vec<u8> {
@@ -79,38 +76,6 @@ fn arp_frame() -> Vec<u8> {
     arp[14..18].copy_from_slice(&[10, 0, 0, 1]);
     arp[24..28].copy_from_slice(&[10, 0, 0, 2]);
     f
-}
-
-/// The CPUs this process may run on.
-fn allowed_cpus() -> Vec<usize> {
-    netledger::harness::allowed_cpus().expect("sched_getaffinity")
-}
-
-/// Pin the calling thread to `cpu`.
-#[track_caller]
-fn pin_to(cpu: usize) {
-    netledger::harness::pin_to(cpu).unwrap_or_else(|e| panic!("sched_setaffinity(cpu {cpu}): {e}"));
-}
-
-/// Two CPUs to pin the writers to, or None (the test is then skipped: with
-/// one CPU a reader can never overlap a writer's locked region).
-fn two_cpus() -> Option<[usize; 2]> {
-    match allowed_cpus()[..] {
-        [a, b, ..] => Some([a, b]),
-        _ => {
-            eprintln!("SKIPPED: needs at least two CPUs");
-            None
-        }
-    }
-}
-
-/// Sets the stop flag when dropped, so that writers stop even if the reader panics.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 /// One writer per CPU in `cpus`, each looping test_run over `frames` in turn
@@ -208,6 +173,15 @@ fn read_flows(
     }
 }
 
+/// A ledger of strategy `lock`: the only one with live reads.
+fn load_lock() -> Ledger {
+    Ledger::load(LedgerConfig {
+        strategy: Strategy::Lock,
+        ..LedgerConfig::default()
+    })
+    .expect("load (needs root)")
+}
+
 /// The counters of the only flow in a library reading.
 fn only(flows: netledger::Result<Vec<(nl_flow_key, Count)>>) -> Count {
     let flows = flows.expect("reading the flow map");
@@ -281,8 +255,10 @@ impl Reader {
 #[test]
 fn flow_counters_are_coherent_only_under_the_lock() {
     let _serial = serial();
-    let Some(cpus) = two_cpus() else { return };
-    let ledger = Ledger::load(LedgerConfig::default()).expect("load (needs root)");
+    let Some(cpus) = two_cpus_or_skip() else {
+        return;
+    };
+    let ledger = load_lock();
     let frame = udp_frame();
     // Create the key before the readers start.
     ledger.test_run(&frame, 1).unwrap();
@@ -440,8 +416,10 @@ fn report_buckets(name: &str, r: &BucketReads) {
 #[test]
 fn buckets_are_conserved_only_when_settled() {
     let _serial = serial();
-    let Some(cpus) = two_cpus() else { return };
-    let ledger = Ledger::load(LedgerConfig::default()).expect("load (needs root)");
+    let Some(cpus) = two_cpus_or_skip() else {
+        return;
+    };
+    let ledger = load_lock();
     let udp = udp_frame();
     let arp = arp_frame();
     let frames: [&[u8]; 2] = [&udp, &arp];

@@ -4,7 +4,7 @@
 //! drive a counting program through BPF_PROG_TEST_RUN with exact repeat
 //! counts over several UDP five-tuples (each with its own frame size), while
 //! a cutter thread cuts as fast as it can and keeps every record
-//! ([`netledger::harness`]). When the writers are done, one final cut. Then
+//! ([`netledger_lab::harness`]). When the writers are done, one final cut. Then
 //! every key's records must add up to exactly what was sent:
 //!
 //! * strategy `lock` and strategy `swap`: at least 20,000,000 packets over 4
@@ -22,30 +22,20 @@
 //! is skipped). The tests take one lock so that they never overlap, and each
 //! has a deadline for its writers (after which it fails).
 //!
-//! Run with: `cargo test -p netledger --test conservation -- --nocapture`
+//! Run with: `cargo test -p netledger-lab --test conservation -- --nocapture`
 
-use std::sync::Mutex;
+mod common;
+
 use std::time::Duration;
 
-use netledger::harness::{
-    allowed_cpus, CutOut, Flow, Harness, NaiveLedger, NaiveReset, Report, Target,
-};
+use common::serial;
 use netledger::{Bucket, FlowKey, Ledger, LedgerConfig, Strategy};
-
-/// The tests share the CPUs they pin to: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use netledger_lab::harness::{CutOut, Flow, Harness, NaiveLedger, NaiveReset, Report, Target};
 
 /// The two CPUs the writers are pinned to.
 fn two_cpus() -> [usize; 2] {
-    let cpus = allowed_cpus().expect("sched_getaffinity");
-    match cpus[..] {
-        [a, b, ..] => [a, b],
-        _ => panic!("needs at least two CPUs, this process may use {cpus:?}"),
-    }
+    common::two_cpus()
+        .unwrap_or_else(|cpus| panic!("needs at least two CPUs, this process may use {cpus:?}"))
 }
 
 /// Writers stop starting calls after this; a run that hits it fails.
@@ -119,7 +109,10 @@ fn exact_under_continuous_cuts(cfg: LedgerConfig) -> Report {
 #[test]
 fn lock_loses_nothing_under_continuous_cuts() {
     let _serial = serial();
-    let r = exact_under_continuous_cuts(LedgerConfig::default());
+    let r = exact_under_continuous_cuts(LedgerConfig {
+        strategy: Strategy::Lock,
+        ..Default::default()
+    });
     assert_eq!(r.evict_race(), 0, "no eviction without idle_cuts:\n{r}");
 }
 
@@ -144,6 +137,7 @@ fn lock_loses_nothing_while_keys_are_evicted_and_recreated() {
     let cpus = two_cpus();
     let ledger = Ledger::load(LedgerConfig {
         idle_cuts: 1,
+        strategy: Strategy::Lock,
         ..Default::default()
     })
     .expect("load (needs root)");
@@ -202,11 +196,11 @@ impl Target for EvictEveryCut {
         self.0.key_of(flow)
     }
 
-    fn drive(&self, frame: &[u8], repeat: u32) -> netledger::Result<u32> {
+    fn drive(&self, frame: &[u8], repeat: u32) -> anyhow::Result<u32> {
         self.0.drive(frame, repeat)
     }
 
-    fn cut(&self) -> netledger::Result<CutOut> {
+    fn cut(&self) -> anyhow::Result<CutOut> {
         let i = self.0.cut_evicting_all()?;
         Ok(CutOut {
             flows: i.flows,
@@ -219,7 +213,11 @@ impl Target for EvictEveryCut {
 fn lock_loses_nothing_when_keys_are_evicted_under_writers() {
     let _serial = serial();
     let cpus = two_cpus();
-    let ledger = Ledger::load(LedgerConfig::default()).expect("load (needs root)");
+    let ledger = Ledger::load(LedgerConfig {
+        strategy: Strategy::Lock,
+        ..Default::default()
+    })
+    .expect("load (needs root)");
     // Few hot keys, long calls, and every cut evicting every key: the
     // writers hit each key while it is being unlinked and tombstoned.
     let mut h = Harness::new(2, &cpus, 10_000_000);

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use netledger::netns::{veth_pair, Capture, Iface, Ipv6Mode, NetNs, RawSocket, Veth};
+use netledger_lab::netns::{veth_pair, Capture, Iface, Ipv6Mode, NetNs, RawSocket, Veth};
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;

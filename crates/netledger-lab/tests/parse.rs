@@ -1,6 +1,7 @@
 //! The XDP parser, driven for real.
 //!
-//! Every test loads a fresh data path and runs crafted frames through it with
+//! Every test loads a fresh data path (strategy `lock`, whose live snapshots
+//! the model is compared with) and runs crafted frames through it with
 //! BPF_PROG_TEST_RUN (`Ledger::test_run`). After every single run the whole
 //! ledger -- every flow key with its count, every conservation bucket -- is
 //! compared with a model of what the frames should have produced, and the
@@ -10,10 +11,12 @@
 //! where it cannot (bad IHL, truncation, long IPv6 extension header chains, a
 //! third VLAN tag, Ethernet padding).
 
+mod common;
+
 use std::net::{IpAddr, Ipv6Addr};
 
 use etherparse::{IpFragOffset, IpHeaders, Ipv4Header, Ipv6Extensions};
-use netledger::{Bucket, KeyMode, LedgerConfig, L4};
+use netledger::{Bucket, KeyMode, LedgerConfig, Strategy, L4};
 
 use check::{Expect, Rig, Want};
 use frames::*;
@@ -26,7 +29,9 @@ mod check {
     use std::fmt;
     use std::net::IpAddr;
 
-    use netledger::{Bucket, Count, FlowKey, KeyMode, Ledger, LedgerConfig, Snapshot, L4};
+    use netledger::{
+        Bucket, Count, FlowKey, KeyMode, Ledger, LedgerConfig, Snapshot, Strategy, L4,
+    };
 
     /// The only verdict the data path may return.
     pub const XDP_PASS: u32 = 2;
@@ -259,10 +264,13 @@ mod check {
             rig
         }
 
-        /// The default configuration: five-tuple keys, no VLAN, no prefixes.
+        /// The default key configuration: five-tuple keys, no VLAN, no prefixes.
         #[track_caller]
         pub fn five_tuple() -> Rig {
-            Rig::new(LedgerConfig::default())
+            Rig::new(LedgerConfig {
+                strategy: Strategy::Lock,
+                ..Default::default()
+            })
         }
 
         #[track_caller]
@@ -270,6 +278,7 @@ mod check {
             Rig::new(LedgerConfig {
                 key_mode,
                 vlan,
+                strategy: Strategy::Lock,
                 ..Default::default()
             })
         }
@@ -351,19 +360,19 @@ mod check {
                     r.retval
                 );
             }
-            if r.frame_out != frame {
+            if r.data_out != frame {
                 let at = r
-                    .frame_out
+                    .data_out
                     .iter()
                     .zip(frame)
                     .position(|(a, b)| a != b)
-                    .unwrap_or(frame.len().min(r.frame_out.len()));
+                    .unwrap_or(frame.len().min(r.data_out.len()));
                 panic!(
                     "{what}: the program changed the frame (first difference at byte {at}; \
                      {} bytes in, {} out)\n  out:   {}",
                     frame.len(),
-                    r.frame_out.len(),
-                    hex(&r.frame_out)
+                    r.data_out.len(),
+                    hex(&r.data_out)
                 );
             }
 
@@ -532,14 +541,15 @@ mod check {
 /// Frame builders: etherparse where it can, bytes where it cannot.
 mod frames {
     use etherparse::{
-        ArpHardwareId, ArpOperation, ArpPacket, EtherType, IpFragOffset, IpHeaders, IpNumber,
-        Ipv4Extensions, Ipv4Header, Ipv6Extensions, Ipv6FragmentHeader, Ipv6Header,
-        Ipv6RawExtHeader, Ipv6RoutingExtensions, PacketBuilder, SingleVlanHeader, VlanHeader,
-        VlanId, VlanPcp,
+        EtherType, IpFragOffset, IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions,
+        Ipv6FragmentHeader, Ipv6Header, Ipv6RawExtHeader, Ipv6RoutingExtensions, PacketBuilder,
+        SingleVlanHeader, VlanHeader, VlanId, VlanPcp,
     };
     use netledger::L4;
 
     use crate::check::Want;
+    pub use crate::common::{arp, A4, A6, B4, B6};
+    use crate::common::{MAC_DST, MAC_SRC};
 
     pub const ETH_LEN: usize = 14;
     pub const TAG_LEN: usize = 4;
@@ -558,22 +568,8 @@ mod frames {
     pub const NEXT_FRAGMENT: u8 = 44;
     pub const NEXT_DSTOPTS: u8 = 60;
 
-    const MAC_SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-    const MAC_DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-
     /// Some payload, so that frames are not all headers.
     pub const PAYLOAD: &[u8] = b"netledger test payload";
-
-    pub const A4: [u8; 4] = [10, 1, 2, 3];
-    pub const B4: [u8; 4] = [192, 168, 7, 9];
-    /// 2001:db8:1:2::a
-    pub const A6: [u8; 16] = [
-        0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0x0a,
-    ];
-    /// 2001:db8:ffff::b
-    pub const B6: [u8; 16] = [
-        0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b,
-    ];
 
     /// The link layer in front of the IP header.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -703,25 +699,6 @@ mod frames {
             _ => panic!("only UDP and TCP here"),
         }
         .expect("etherparse writes the frame");
-        out
-    }
-
-    pub fn arp() -> Vec<u8> {
-        let packet = ArpPacket::new(
-            ArpHardwareId::ETHERNET,
-            EtherType::IPV4,
-            ArpOperation::REQUEST,
-            &MAC_SRC,
-            &A4,
-            &[0; 6],
-            &B4,
-        )
-        .expect("a valid ARP packet");
-        let mut out = Vec::new();
-        PacketBuilder::ethernet2(MAC_SRC, MAC_DST)
-            .arp(packet)
-            .write(&mut out)
-            .expect("etherparse writes the frame");
         out
     }
 
@@ -1080,6 +1057,7 @@ fn prefix_aggregation_merges_hosts_of_one_prefix() {
             key_mode: mode,
             prefix4: Some(24),
             prefix6: Some(64),
+            strategy: Strategy::Lock,
             ..Default::default()
         });
         let run = |rig: &mut Rig, ip: IpHeaders| {
@@ -1141,6 +1119,7 @@ fn prefix_aggregation_keeps_ports_in_five_tuple_mode() {
     let mut rig = Rig::new(LedgerConfig {
         prefix4: Some(16),
         prefix6: Some(48),
+        strategy: Strategy::Lock,
         ..Default::default()
     });
     for t in [UDP, TCP] {
@@ -1846,7 +1825,7 @@ fn catalog() -> Vec<(Vec<u8>, Expect)> {
 
 #[test]
 fn frames_are_never_modified_and_always_pass() {
-    // Rig::run checks retval == XDP_PASS and frame_out == frame on every run.
+    // Rig::run checks retval == XDP_PASS and data_out == frame on every run.
     let mut rig = Rig::five_tuple();
     for (i, (frame, expect)) in catalog().into_iter().enumerate() {
         let repeat = i as u32 % 10 + 1;
@@ -1865,6 +1844,7 @@ fn frames_are_never_modified_and_always_pass() {
 fn map_full_sends_new_keys_to_map_full() {
     let mut rig = Rig::new(LedgerConfig {
         max_flows: 4,
+        strategy: Strategy::Lock,
         ..Default::default()
     });
     let flows: Vec<(Vec<u8>, Want)> = (0..10)

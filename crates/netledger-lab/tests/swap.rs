@@ -16,46 +16,31 @@
 //!   generations).
 //! * A cut waits at least one RCU grace period (printed).
 //!
-//! Needs root. Run with: `cargo test -p netledger --test swap -- --nocapture`
+//! Needs root. Run with: `cargo test -p netledger-lab --test swap -- --nocapture`
+
+mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{arp, pin_to, serial, two_cpus_or_skip, A4, A6, B4, B6, MAC_DST, MAC_SRC};
 use etherparse::{IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, PacketBuilder, VlanId};
+use netledger::lab::types::NR_BUCKETS;
 use netledger::{
     Bucket, Buckets, Count, FlowKey, Interval, KeyMode, Ledger, LedgerConfig, Strategy,
 };
+use netledger_lab::bench::median;
 
 /// The only verdict the data path may return.
 const XDP_PASS: u32 = 2;
 
-const MAC_SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const MAC_DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const A4: [u8; 4] = [10, 1, 2, 3];
-const B4: [u8; 4] = [192, 168, 7, 9];
 const C4: [u8; 4] = [10, 1, 2, 200];
-/// 2001:db8:1:2::a
-const A6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0x0a,
-];
 /// 2001:db8:1:2::ff (same /64 as A6)
 const C6: [u8; 16] = [
     0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0xff,
 ];
-/// 2001:db8:ffff::b
-const B6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b,
-];
-
-/// Tests that pin threads or time cuts run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 // ---------------------------------------------------------------------------
 // Frames
@@ -149,25 +134,6 @@ fn fragment4(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
     out
 }
 
-fn arp() -> Vec<u8> {
-    let packet = etherparse::ArpPacket::new(
-        etherparse::ArpHardwareId::ETHERNET,
-        etherparse::EtherType::IPV4,
-        etherparse::ArpOperation::REQUEST,
-        &MAC_SRC,
-        &A4,
-        &[0; 6],
-        &B4,
-    )
-    .expect("a valid ARP packet");
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(MAC_SRC, MAC_DST)
-        .arp(packet)
-        .write(&mut out)
-        .expect("etherparse writes the frame");
-    out
-}
-
 /// An IPv4 frame cut off in the middle of its IP header.
 fn truncated4() -> Vec<u8> {
     let mut f = udp4(A4, B4, 1000, 2000, 10);
@@ -219,7 +185,7 @@ fn feed(ledger: &Ledger, frame: &[u8], repeat: u32) {
     let run = ledger.test_run(frame, repeat).expect("test_run");
     assert_eq!(run.retval, XDP_PASS, "the data path must pass every frame");
     assert_eq!(
-        run.frame_out, frame,
+        run.data_out, frame,
         "the data path must not modify the frame"
     );
 }
@@ -262,6 +228,11 @@ fn check_interval(i: &Interval) {
 
 fn count(packets: u64, bytes: u64) -> Count {
     Count { packets, bytes }
+}
+
+/// Every bucket's count, in `Bucket::ALL` order.
+fn counts(b: &Buckets) -> [Count; NR_BUCKETS] {
+    Bucket::ALL.map(|k| b.get(k))
 }
 
 // ---------------------------------------------------------------------------
@@ -309,7 +280,7 @@ fn every_key_mode_gives_the_keys_of_strategy_lock() {
             cfg.prefix4,
             cfg.prefix6,
             s.flows.len(),
-            s.buckets.counts
+            counts(&s.buckets)
         );
         assert!(!s.flows.is_empty());
         assert_eq!(
@@ -318,7 +289,8 @@ fn every_key_mode_gives_the_keys_of_strategy_lock() {
             "swap and lock keys differ under {cfg:?}"
         );
         assert_eq!(
-            s.buckets.counts, l.buckets.counts,
+            counts(&s.buckets),
+            counts(&l.buckets),
             "swap and lock buckets differ under {cfg:?}"
         );
     }
@@ -383,7 +355,7 @@ fn non_ip_malformed_and_map_full_buckets() {
                 "round {round}: the first four keys get in, not {p}"
             );
         }
-        println!("round {round}: {:?}", i.buckets.counts);
+        println!("round {round}: {:?}", counts(&i.buckets));
     }
 }
 
@@ -479,30 +451,11 @@ fn bytes_are_frame_length_times_packets() {
 // ---------------------------------------------------------------------------
 // CPUs
 
-/// The CPUs this process may run on.
-fn allowed_cpus() -> Vec<usize> {
-    netledger::harness::allowed_cpus().expect("sched_getaffinity")
-}
-
-/// Pin the calling thread to `cpu`.
-#[track_caller]
-fn pin_to(cpu: usize) {
-    netledger::harness::pin_to(cpu).unwrap_or_else(|e| panic!("sched_setaffinity(cpu {cpu}): {e}"));
-}
-
-fn two_cpus() -> Option<[usize; 2]> {
-    match allowed_cpus()[..] {
-        [a, b, ..] => Some([a, b]),
-        _ => {
-            eprintln!("SKIPPED: needs at least two CPUs");
-            None
-        }
-    }
-}
-
 #[test]
 fn per_cpu_copies_add_up() {
-    let Some(cpus) = two_cpus() else { return };
+    let Some(cpus) = two_cpus_or_skip() else {
+        return;
+    };
     let _serial = serial();
     let ledger = swap_ledger(config(Strategy::Swap));
     let f = udp4(A4, B4, 1234, 80, 30);
@@ -525,7 +478,9 @@ fn per_cpu_copies_add_up() {
 fn concurrent_cuts_lose_nothing() {
     const CALLS: u32 = 20;
     const REPEAT: u32 = 100_000;
-    let Some(cpus) = two_cpus() else { return };
+    let Some(cpus) = two_cpus_or_skip() else {
+        return;
+    };
     let _serial = serial();
     let ledger = swap_ledger(config(Strategy::Swap));
     let frames = [udp4(A4, B4, 1, 2, 22), udp6(A6, B6, 3, 4)];
@@ -623,9 +578,8 @@ fn a_cut_waits_for_a_grace_period() {
     }
     let min = |v: &[Duration]| *v.iter().min().unwrap();
     let med = |v: &[Duration]| {
-        let mut s = v.to_vec();
-        s.sort();
-        s[s.len() / 2]
+        let secs: Vec<f64> = v.iter().map(Duration::as_secs_f64).collect();
+        Duration::from_secs_f64(median(&secs))
     };
     println!(
         "grace period alone: {graces:.2?} (min {:.2?}, median {:.2?})",

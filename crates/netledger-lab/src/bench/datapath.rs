@@ -20,20 +20,20 @@
 //! with two controls: the same loop without the locks, and a busy loop with
 //! no syscalls (what any load on the other CPU costs on this machine).
 
-use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, Context, Result};
+use netledger::lab::types::{nl_flow_key, nl_slot};
+use netledger::lab::{test_run, ReadMode};
+use netledger::{Count, Ledger, LedgerConfig, Strategy};
+
 use super::programs::{populate_all, BenchPrograms};
-use super::{median, Measurement, Options};
-use crate::config::{LedgerConfig, Strategy};
-use crate::error::{Error, Result};
-use crate::harness::{allowed_cpus, pin_to, Flow};
-use crate::ledger::{map_err, test_run, Ledger, ReadMode};
-use crate::snapshot::Count;
-use crate::types::{nl_flow_key, nl_slot};
+use super::{load_ledgers, median, Measurement, Options};
+use crate::harness::{allowed_cpus, pin_to, FirstError, Flow};
 
 /// XDP_PASS: every program measured here returns it.
 const XDP_PASS: u32 = 2;
@@ -75,46 +75,40 @@ fn measure(
 ) -> Result<Vec<Vec<f64>>> {
     let n = subjects.len();
     let barrier = Barrier::new(cpus.len());
-    let failed = AtomicBool::new(false);
-    let error: Mutex<Option<Error>> = Mutex::new(None);
+    let failed = FirstError::default();
     // Per writer: (round, subject, ns).
     let results: Vec<Vec<(usize, usize, f64)>> = thread::scope(|s| {
         let handles: Vec<_> = cpus
             .iter()
             .zip(frames)
             .map(|(&cpu, frame)| {
-                let (barrier, failed, error) = (&barrier, &failed, &error);
+                let (barrier, failed) = (&barrier, &failed);
                 s.spawn(move || {
                     let mut out = Vec::with_capacity(rounds * n);
-                    let fail = |e: Error| {
-                        failed.store(true, Ordering::SeqCst);
-                        error
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .get_or_insert(e);
-                    };
+                    let fail = |e: anyhow::Error| failed.set(e);
                     if let Err(e) = pin_to(cpu) {
-                        fail(map_err("pin writer", "cpu")(e));
+                        fail(
+                            anyhow::Error::new(e).context(format!("pinning a writer to CPU {cpu}")),
+                        );
                     }
                     for round in 0..rounds {
                         for j in 0..n {
                             let idx = (j + round) % n;
                             // Every writer waits at every barrier, failed or not.
                             barrier.wait();
-                            if failed.load(Ordering::SeqCst) {
+                            if failed.is_set() {
                                 continue;
                             }
                             match test_run(subjects[idx].prog, frame, repeat) {
                                 Ok(r) if r.retval == XDP_PASS => {
                                     out.push((round, idx, f64::from(r.duration_ns)))
                                 }
-                                Ok(r) => fail(Error::TestRun {
-                                    source: std::io::Error::other(format!(
-                                        "{} returned {}, not XDP_PASS",
-                                        subjects[idx].tag, r.retval
-                                    )),
-                                }),
-                                Err(e) => fail(e),
+                                Ok(r) => fail(anyhow!(
+                                    "{} returned {}, not XDP_PASS",
+                                    subjects[idx].tag,
+                                    r.retval
+                                )),
+                                Err(e) => fail(e.into()),
                             }
                         }
                     }
@@ -127,9 +121,7 @@ fn measure(
             .map(|h| h.join().expect("writer thread panicked"))
             .collect()
     });
-    if let Some(e) = error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
+    failed.into_result()?;
     let mut samples = vec![Vec::with_capacity(rounds * cpus.len()); n];
     for round in 0..rounds {
         for w in &results {
@@ -240,7 +232,7 @@ pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     let rounds = opts.rounds.max(1);
     let repeat: u32 = opts.size(20_000, 1_000_000);
     let key_counts: Vec<usize> = opts.size(vec![1, 1000], vec![1, 10_000, 1_000_000]);
-    let cpus = allowed_cpus().map_err(map_err("get affinity", "cpu"))?;
+    let cpus = allowed_cpus().context("reading the CPU affinity")?;
     let max_keys = key_counts
         .iter()
         .copied()
@@ -253,13 +245,7 @@ pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
         "datapath: loading the programs (maps of {max_flows} flows)"
     ));
     let bench = BenchPrograms::load(max_flows)?;
-    let lock = Ledger::load(LedgerConfig {
-        strategy: Strategy::Lock,
-        max_flows,
-        ..LedgerConfig::default()
-    })?;
-    let swap = Ledger::load(LedgerConfig {
-        strategy: Strategy::Swap,
+    let (lock, swap) = load_ledgers(&LedgerConfig {
         max_flows,
         ..LedgerConfig::default()
     })?;
@@ -267,42 +253,42 @@ pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
         Subject {
             tag: "empty",
             label: "empty XDP_PASS",
-            prog: bench.prog("nl_empty"),
+            prog: bench.progs.empty.as_fd(),
         },
         Subject {
             tag: "plain",
             label: "plain += (shared hash, racy)",
-            prog: bench.prog("nl_plain"),
+            prog: bench.progs.plain.as_fd(),
         },
         Subject {
             tag: "atomic",
             label: "two atomic adds (shared hash)",
-            prog: bench.prog("nl_atomic"),
+            prog: bench.progs.atomic.as_fd(),
         },
         Subject {
             tag: "percpu",
             label: "per-CPU hash, plain +=",
-            prog: bench.prog("nl_percpu"),
+            prog: bench.progs.percpu.as_fd(),
         },
         Subject {
             tag: "bare_lock",
             label: "bare spin-locked counter (1 element, no parsing)",
-            prog: bench.prog("nl_bare_lock"),
+            prog: bench.progs.bare_lock.as_fd(),
         },
         Subject {
             tag: "bare_percpu",
             label: "bare per-CPU counter (1 element, no parsing)",
-            prog: bench.prog("nl_bare_percpu"),
+            prog: bench.progs.bare_percpu.as_fd(),
         },
         Subject {
             tag: "lock",
             label: "lock",
-            prog: lock.program(),
+            prog: lock.program_fd(),
         },
         Subject {
             tag: "swap",
             label: "swap",
-            prog: swap.program(),
+            prog: swap.program_fd(),
         },
     ];
 
@@ -459,20 +445,16 @@ fn writer_with_others(
 ) -> Result<Vec<OtherRun>> {
     let state = AtomicU8::new(READER_IDLE);
     let loops = AtomicU64::new(0);
-    let error: Mutex<Option<Error>> = Mutex::new(None);
-    let failed = AtomicBool::new(false);
-    let fail = |e: Error| {
-        failed.store(true, Ordering::SeqCst);
-        error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(e);
-    };
+    let failed = FirstError::default();
+    let fail = |e: anyhow::Error| failed.set(e);
     let runs = thread::scope(|s| {
         let (state, loops, fail, failed) = (&state, &loops, &fail, &failed);
         s.spawn(move || {
             if let Err(e) = pin_to(reader_cpu) {
-                fail(map_err("pin reader", "cpu")(e));
+                fail(
+                    anyhow::Error::new(e)
+                        .context(format!("pinning the reader to CPU {reader_cpu}")),
+                );
             }
             // The slot array of a ledger's default size, as a snapshot copies it.
             let size = LedgerConfig::default().max_flows as usize * std::mem::size_of::<nl_slot>();
@@ -484,11 +466,11 @@ fn writer_with_others(
                     Ok(_) => {
                         loops.fetch_add(1, Ordering::SeqCst);
                     }
-                    Err(e) => fail(e),
+                    Err(e) => fail(e.into()),
                 };
                 match order {
                     READER_EXIT => return,
-                    _ if failed.load(Ordering::SeqCst) || order == READER_IDLE => {
+                    _ if failed.is_set() || order == READER_IDLE => {
                         thread::sleep(Duration::from_millis(1))
                     }
                     o if o == Other::Locked.code() => read(ReadMode::Locked),
@@ -512,13 +494,16 @@ fn writer_with_others(
             let mut runs = vec![OtherRun::default(); Other::ALL.len()];
             let mut busy = vec![(Duration::ZERO, 0u64); Other::ALL.len()];
             if let Err(e) = pin_to(writer_cpu) {
-                fail(map_err("pin writer", "cpu")(e));
+                fail(
+                    anyhow::Error::new(e)
+                        .context(format!("pinning the writer to CPU {writer_cpu}")),
+                );
             }
             for round in 0..rounds {
                 for j in 0..Other::ALL.len() {
                     let i = (j + round) % Other::ALL.len();
                     let other = Other::ALL[i];
-                    if failed.load(Ordering::SeqCst) {
+                    if failed.is_set() {
                         break;
                     }
                     let mut started = None;
@@ -528,14 +513,14 @@ fn writer_with_others(
                         // Going at full speed before the writer starts.
                         let t = Instant::now();
                         while loops.load(Ordering::SeqCst) == before
-                            && !failed.load(Ordering::SeqCst)
+                            && !failed.is_set()
                             && t.elapsed() < Duration::from_secs(5)
                         {
                             thread::sleep(Duration::from_micros(100));
                         }
                         started = Some((Instant::now(), loops.load(Ordering::SeqCst)));
                     }
-                    let r = test_run(ledger.program(), frame, repeat);
+                    let r = ledger.test_run(frame, repeat);
                     if let Some((t, n)) = started {
                         busy[i].0 += t.elapsed();
                         busy[i].1 += loops.load(Ordering::SeqCst) - n;
@@ -545,13 +530,8 @@ fn writer_with_others(
                         Ok(r) if r.retval == XDP_PASS => {
                             runs[i].samples.push(f64::from(r.duration_ns))
                         }
-                        Ok(r) => fail(Error::TestRun {
-                            source: std::io::Error::other(format!(
-                                "lock returned {}, not XDP_PASS",
-                                r.retval
-                            )),
-                        }),
-                        Err(e) => fail(e),
+                        Ok(r) => fail(anyhow!("lock returned {}, not XDP_PASS", r.retval)),
+                        Err(e) => fail(e.into()),
                     }
                 }
             }
@@ -563,9 +543,7 @@ fn writer_with_others(
         });
         writer.join().expect("writer thread panicked")
     });
-    if let Some(e) = error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
+    failed.into_result()?;
     Ok(runs)
 }
 
@@ -573,7 +551,7 @@ pub(super) fn reader_slowdown(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     let progress = opts.progress;
     let rounds = opts.rounds.max(1);
     let repeat: u32 = opts.size(20_000, 1_000_000);
-    let cpus = allowed_cpus().map_err(map_err("get affinity", "cpu"))?;
+    let cpus = allowed_cpus().context("reading the CPU affinity")?;
     let writer_cpu = cpus[0];
     // With a single CPU the reader can only share the writer's.
     let reader_cpu = cpus.get(1).copied().unwrap_or(writer_cpu);
@@ -589,7 +567,10 @@ pub(super) fn reader_slowdown(opts: &Options<'_>) -> Result<Vec<Measurement>> {
         progress(&format!(
             "reader: lock, {keys_desc} in the map, snapshot loop on CPU {reader_cpu}"
         ));
-        let ledger = Ledger::load(LedgerConfig::default())?;
+        let ledger = Ledger::load(LedgerConfig {
+            strategy: Strategy::Lock,
+            ..LedgerConfig::default()
+        })?;
         ledger.populate(&keys(0..keys_in_map), Count::default())?;
         let frame = Flow::nth(0).frame();
         let runs = writer_with_others(&ledger, &frame, writer_cpu, reader_cpu, rounds, repeat)?;

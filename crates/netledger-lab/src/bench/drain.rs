@@ -13,16 +13,14 @@
 //! Before each cut every key gets a non-zero count, so every cut takes every
 //! key. The methods take turns round by round.
 
-use std::io;
 use std::time::Instant;
 
-use super::{median, Measurement, Options};
-use crate::config::{LedgerConfig, Strategy};
-use crate::error::{Error, Result};
-use crate::ledger::{Backend, Ledger, ReadMode};
-use crate::snapshot::Count;
-use crate::sys;
-use crate::types::{nl_flow_key, NL_KEY_F_PORTS};
+use anyhow::{anyhow, Result};
+use netledger::lab::types::nl_flow_key;
+use netledger::lab::ReadMode;
+use netledger::{Count, Ledger, LedgerConfig, Strategy};
+
+use super::{load_ledgers, median, numbered_key, Measurement, Options};
 
 const SECTION: &str = "drain";
 
@@ -87,41 +85,12 @@ impl Method {
     }
 }
 
-/// The `i`-th of up to 2^32 distinct five-tuple keys (10.x.y.z:port ->
-/// 10.255.0.1:9000, UDP), as the data path would build them.
-fn key(i: u32) -> nl_flow_key {
-    let mut k = nl_flow_key {
-        family: 4,
-        proto: 17,
-        flags: NL_KEY_F_PORTS,
-        sport: (i & 0xffff) as u16,
-        dport: 9000,
-        ..Default::default()
-    };
-    k.src[..4].copy_from_slice(&(0x0a00_0000 | (i >> 16)).to_be_bytes());
-    k.dst[..4].copy_from_slice(&[10, 255, 0, 1]);
-    k
-}
-
 /// A pass or a cut that did not see every key: the figure would be wrong.
-fn short(method: Method, got: usize, keys: u32) -> Error {
-    Error::Map {
-        op: "benchmark pass",
-        map: "nl_slots",
-        source: io::Error::other(format!(
-            "{} returned {got} flows, expected {keys}",
-            method.name()
-        )),
-    }
-}
-
-/// Put `count` in every key of a `swap` ledger's live generation.
-fn populate_swap(ledger: &Ledger, keys: &[nl_flow_key], count: Count) -> Result<()> {
-    let ncpus = sys::possible_cpus().map_err(crate::ledger::map_err("count CPUs", "nl_flows"))?;
-    match &ledger.backend {
-        Backend::Swap(b) => b.populate(keys, count, ncpus),
-        Backend::Lock(_) => ledger.populate(keys, count),
-    }
+fn short(method: Method, got: usize, keys: u32) -> anyhow::Error {
+    anyhow!(
+        "benchmark pass: {} returned {got} flows, expected {keys}",
+        method.name()
+    )
 }
 
 /// One full pass of `method` over `keys` live keys; seconds.
@@ -143,7 +112,7 @@ fn pass(method: Method, ledger: &Ledger, keys: &[nl_flow_key]) -> Result<f64> {
         }
         Method::ExchangeCut | Method::SwapCut => {
             // Every key non-zero, so the cut takes every key.
-            populate_swap(ledger, keys, COUNT)?;
+            ledger.populate(keys, COUNT)?;
             let t = Instant::now();
             let interval = ledger.cut()?;
             let took = t.elapsed().as_secs_f64();
@@ -170,15 +139,10 @@ fn measure(opts: &Options<'_>, n: u32, rounds: usize) -> Result<Vec<Measurement>
     (opts.progress)(&format!(
         "drain: loading lock and swap ledgers of {n} flows"
     ));
-    let keys: Vec<nl_flow_key> = (0..n).map(key).collect();
-    let cfg = LedgerConfig {
+    let keys: Vec<nl_flow_key> = (0..n).map(numbered_key).collect();
+    let (lock, swap) = load_ledgers(&LedgerConfig {
         max_flows: n,
         ..Default::default()
-    };
-    let lock = Ledger::load(cfg.clone())?;
-    let swap = Ledger::load(LedgerConfig {
-        strategy: Strategy::Swap,
-        ..cfg
     })?;
     lock.populate(&keys, COUNT)?;
 

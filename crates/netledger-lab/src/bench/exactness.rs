@@ -13,16 +13,17 @@
 //!   lookup-and-delete. The same runs give the torn records of the cuts.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{median, Measurement, Options};
-use crate::config::{LedgerConfig, Strategy};
-use crate::error::{Error, Result};
-use crate::harness::{allowed_cpus, pin_to, Flow, Harness, NaiveLedger, NaiveReset};
-use crate::ledger::{Ledger, ReadMode};
-use crate::snapshot::Count;
+use anyhow::{anyhow, Context, Result};
+use netledger::lab::ReadMode;
+use netledger::{Count, Ledger, LedgerConfig, Strategy};
+
+use super::{load_ledgers, median, Measurement, Options};
+use crate::harness::{
+    allowed_cpus, pin_to, FirstError, Flow, Harness, NaiveLedger, NaiveReset, StopOnDrop,
+};
 
 const SECTION: &str = "exactness";
 
@@ -36,21 +37,12 @@ const LOST_KEYS: usize = 4;
 /// Two CPUs for the writers: the first two this process may use (the same
 /// one twice on a single-CPU machine, where nothing can tear).
 fn writer_cpus() -> Result<[usize; 2]> {
-    let cpus = allowed_cpus().map_err(|source| Error::TestRun { source })?;
+    let cpus = allowed_cpus().context("reading the CPU affinity")?;
     Ok(match cpus[..] {
         [a, b, ..] => [a, b],
         [a] => [a, a],
         [] => [0, 0],
     })
-}
-
-/// Sets the stop flag when dropped: a reader that fails stops the writers.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 /// One writer per CPU of `cpus` runs `frame` through `ledger` until the
@@ -62,14 +54,15 @@ fn with_writers<R: Send>(
     reader: impl FnOnce(&AtomicBool) -> Result<R> + Send,
 ) -> Result<R> {
     let stop = AtomicBool::new(false);
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let failed = FirstError::default();
     let out = thread::scope(|s| {
         for &cpu in &cpus {
             let (stop, failed) = (&stop, &failed);
             s.spawn(move || {
                 let _guard = StopOnDrop(stop);
+                // A writer that fails stops the reader.
                 let res = pin_to(cpu)
-                    .map_err(|source| Error::TestRun { source })
+                    .with_context(|| format!("pinning a writer to CPU {cpu}"))
                     .and_then(|()| {
                         while !stop.load(Ordering::Relaxed) {
                             ledger.test_run(frame, TORN_REPEAT)?;
@@ -77,16 +70,13 @@ fn with_writers<R: Send>(
                         Ok(())
                     });
                 if let Err(e) = res {
-                    failed
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(e);
+                    failed.set(e);
                 }
             });
         }
         let reader = s.spawn(|| {
             let _guard = StopOnDrop(&stop);
-            pin_to(cpus[0]).map_err(|source| Error::TestRun { source })?;
+            pin_to(cpus[0]).with_context(|| format!("pinning the reader to CPU {}", cpus[0]))?;
             reader(&stop)
         });
         match reader.join() {
@@ -94,9 +84,7 @@ fn with_writers<R: Send>(
             Err(p) => std::panic::resume_unwind(p),
         }
     });
-    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
+    failed.into_result()?;
     out
 }
 
@@ -193,9 +181,7 @@ fn torn_reads(
         .raw_flows(ReadMode::Locked)?
         .first()
         .map(|(k, _)| *k)
-        .ok_or_else(|| Error::TestRun {
-            source: std::io::Error::other("the data path did not count the benchmark frame"),
-        })?;
+        .ok_or_else(|| anyhow!("the data path did not count the benchmark frame"))?;
     let (unlocked, locked) = with_writers(lock, cpus, &frame, |stop| {
         let (mut unlocked, mut locked) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
@@ -383,11 +369,7 @@ pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     let rounds = if opts.quick { rounds.min(2) } else { rounds };
     let cpus = writer_cpus()?;
     (opts.progress)("exactness: loading lock and swap ledgers");
-    let lock = Ledger::load(LedgerConfig::default())?;
-    let swap = Ledger::load(LedgerConfig {
-        strategy: Strategy::Swap,
-        ..Default::default()
-    })?;
+    let (lock, swap) = load_ledgers(&LedgerConfig::default())?;
     let mut out = torn_reads(opts, cpus, rounds, &lock, &swap)?;
     out.extend(lost_packets(opts, cpus, rounds, &lock, &swap)?);
     Ok(out)

@@ -1,20 +1,22 @@
 //! `netledger bench`: every way of counting measured side by side, in one
 //! run, on this machine. Each part returns [`Measurement`]s; the caller
-//! prints them, checks the targets and plots.
+//! ([`report::run`], or an example) prints them, checks the targets and plots.
 //!
 //! Timings on shared machines are noisy: every figure is a median over
 //! `opts.rounds` rounds, and ratios are taken between figures measured in
 //! the same run, interleaved round by round where possible.
 
+use anyhow::Result;
+use netledger::lab::types::{nl_flow_key, nl_key_flags};
+use netledger::{Ledger, LedgerConfig, Strategy};
 use serde::Serialize;
-
-use crate::error::Result;
 
 mod datapath;
 mod drain;
 mod exactness;
 mod programs;
 mod real;
+pub mod report;
 
 /// One figure.
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +41,7 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// The value of tag `key`, if the measurement has it.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags
             .iter()
@@ -81,6 +84,36 @@ pub fn median(samples: &[f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// A `lock` and a `swap` ledger, each otherwise configured by `cfg`: the
+/// two strategies side by side.
+pub fn load_ledgers(cfg: &LedgerConfig) -> Result<(Ledger, Ledger)> {
+    let lock = Ledger::load(LedgerConfig {
+        strategy: Strategy::Lock,
+        ..cfg.clone()
+    })?;
+    let swap = Ledger::load(LedgerConfig {
+        strategy: Strategy::Swap,
+        ..cfg.clone()
+    })?;
+    Ok((lock, swap))
+}
+
+/// The `i`-th of up to 2^32 distinct five-tuple keys (10.x.y.z:port ->
+/// 10.255.0.1:9000, UDP), as the data path would build them.
+pub fn numbered_key(i: u32) -> nl_flow_key {
+    let mut k = nl_flow_key {
+        family: 4,
+        proto: 17,
+        flags: nl_key_flags::NL_KEY_F_PORTS.0 as u8,
+        sport: (i & 0xffff) as u16,
+        dport: 9000,
+        ..Default::default()
+    };
+    k.src[..4].copy_from_slice(&(0x0a00_0000 | (i >> 16)).to_be_bytes());
+    k.dst[..4].copy_from_slice(&[10, 255, 0, 1]);
+    k
 }
 
 /// 1. Data-path cost, ns/packet through test_run: empty program (baseline),

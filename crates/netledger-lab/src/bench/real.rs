@@ -16,24 +16,22 @@
 //! nothing of its own.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
-use super::{median, Measurement, Options};
-use crate::config::{LedgerConfig, Strategy, XdpMode};
-use crate::error::{Error, Result};
+use anyhow::Result;
+use netledger::lab::attach_xdp_fd;
+use netledger::{Attachment, Bucket, Ledger, LedgerConfig, XdpMode};
+
+use super::{load_ledgers, median, Measurement, Options};
 use crate::harness::{allowed_cpus, pin_to, Flow};
-use crate::ledger::Ledger;
 use crate::netns::{veth_pair, Ipv6Mode, NetNs, RawSocket};
-use crate::snapshot::Bucket;
-use crate::sys;
+use crate::EmptyProgram;
 
 const SECTION: &str = "real";
 /// The sending and the receiving end of the pair.
 const TX: &str = "nlb0";
 const RX: &str = "nlb1";
-/// XDP_PASS.
-const XDP_PASS: i32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Condition {
@@ -71,11 +69,8 @@ impl Condition {
 }
 
 /// A failure setting up or using the namespaces, the pair or the socket.
-fn setup_err(what: &str) -> impl FnOnce(io::Error) -> Error + '_ {
-    move |e| Error::Attach {
-        iface: RX.to_string(),
-        source: io::Error::new(e.kind(), format!("real-packet benchmark, {what}: {e}")),
-    }
+fn setup_err(what: &str) -> impl FnOnce(io::Error) -> anyhow::Error + '_ {
+    move |e| anyhow::Error::new(e).context(format!("real-packet benchmark, {what}"))
 }
 
 /// The receiving interface's rx_packets, read inside its namespace.
@@ -96,117 +91,24 @@ fn rx_packets(ns: &NetNs) -> Result<u64> {
         })
 }
 
-/// `r0 = XDP_PASS; exit`, loaded directly (no object, no maps).
-fn empty_program() -> Result<OwnedFd> {
-    #[repr(C)]
-    struct Insn {
-        code: u8,
-        regs: u8,
-        off: i16,
-        imm: i32,
-    }
-    let insns = [
-        Insn {
-            code: (libbpf_sys::BPF_ALU64 | libbpf_sys::BPF_MOV | libbpf_sys::BPF_K) as u8,
-            regs: 0,
-            off: 0,
-            imm: XDP_PASS,
-        },
-        Insn {
-            code: (libbpf_sys::BPF_JMP | libbpf_sys::BPF_EXIT) as u8,
-            regs: 0,
-            off: 0,
-            imm: 0,
-        },
-    ];
-    let mut opts = libbpf_sys::bpf_prog_load_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
-        expected_attach_type: libbpf_sys::BPF_XDP,
-        prog_flags: libbpf_sys::BPF_F_XDP_HAS_FRAGS,
-        ..Default::default()
-    };
-    // SAFETY: two valid instructions with the layout of struct bpf_insn;
-    // the strings are NUL-terminated; opts is initialised with its size.
-    let fd = unsafe {
-        libbpf_sys::bpf_prog_load(
-            libbpf_sys::BPF_PROG_TYPE_XDP,
-            c"nl_real_empty".as_ptr(),
-            c"Dual BSD/GPL".as_ptr(),
-            insns.as_ptr().cast(),
-            insns.len() as _,
-            &mut opts,
-        )
-    };
-    if fd < 0 {
-        return Err(Error::Load {
-            source: libbpf_rs::Error::from(io::Error::from_raw_os_error(-fd)),
-        });
-    }
-    // SAFETY: a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Something attached to the receiving end (detached when dropped).
-enum Attached {
-    Nothing,
-    Link { _link: OwnedFd, mode: XdpMode },
-    Ledger(crate::ledger::Attachment),
-}
-
-impl Attached {
-    fn mode(&self) -> Option<XdpMode> {
-        match self {
-            Attached::Nothing => None,
-            Attached::Link { mode, .. } => Some(*mode),
-            Attached::Ledger(a) => Some(a.mode),
-        }
-    }
-}
-
-/// Attach `cond`'s program to the receiving end, natively if veth takes it.
+/// Attach `cond`'s program to the receiving end, natively if veth takes it
+/// (None for no program; detached when the attachment drops).
 fn attach(
     cond: Condition,
     rx: &NetNs,
-    empty: &OwnedFd,
+    empty: &EmptyProgram,
     lock: &Ledger,
     swap: &Ledger,
-) -> Result<Attached> {
-    let ledger = match cond {
-        Condition::NoProgram => return Ok(Attached::Nothing),
-        Condition::Empty => {
-            return rx
-                .try_run(|| {
-                    let ifindex = sys::ifindex(RX).ok_or_else(|| Error::InterfaceNotFound {
-                        name: RX.to_string(),
-                    })?;
-                    let native =
-                        sys::xdp_link(empty.as_fd(), ifindex, libbpf_sys::XDP_FLAGS_DRV_MODE);
-                    match native {
-                        Ok(link) => Ok(Attached::Link {
-                            _link: link,
-                            mode: XdpMode::Native,
-                        }),
-                        Err(_) => {
-                            sys::xdp_link(empty.as_fd(), ifindex, libbpf_sys::XDP_FLAGS_SKB_MODE)
-                                .map(|link| Attached::Link {
-                                    _link: link,
-                                    mode: XdpMode::Generic,
-                                })
-                                .map_err(|source| Error::Attach {
-                                    iface: RX.to_string(),
-                                    source,
-                                })
-                        }
-                    }
-                })
-                .map_err(setup_err("entering the receiving namespace"))?;
-        }
-        Condition::Lock => lock,
-        Condition::Swap => swap,
+) -> Result<Option<Attachment>> {
+    let attached = match cond {
+        Condition::NoProgram => return Ok(None),
+        Condition::Empty => rx.try_run(|| attach_xdp_fd(empty.fd(), RX, XdpMode::Auto)),
+        Condition::Lock => rx.try_run(|| lock.attach_xdp(RX, XdpMode::Auto)),
+        Condition::Swap => rx.try_run(|| swap.attach_xdp(RX, XdpMode::Auto)),
     };
-    rx.try_run(|| ledger.attach_xdp(RX, XdpMode::Auto))
-        .map_err(setup_err("entering the receiving namespace"))?
-        .map(Attached::Ledger)
+    Ok(Some(attached.map_err(setup_err(
+        "entering the receiving namespace",
+    ))??))
 }
 
 /// Frames the counting program saw so far (None for no ledger).
@@ -235,9 +137,9 @@ fn blast(sock: &RawSocket, frame: &[u8], len: Duration, cpu: usize) -> Result<(u
                 iov_base: frame.as_ptr() as *mut libc::c_void,
                 iov_len: frame.len(),
             };
-            // SAFETY: mmsghdr is plain data; all zeroes is a valid value.
             let mut msgs: Vec<libc::mmsghdr> = (0..BURST)
                 .map(|_| {
+                    // SAFETY: mmsghdr is plain data; all zeroes is a valid value.
                     let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
                     m.msg_hdr.msg_iov = &mut iov;
                     m.msg_hdr.msg_iovlen = 1;
@@ -313,12 +215,8 @@ pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     let sock =
         RawSocket::open_in(Some(&tx_ns), TX).map_err(setup_err("opening the sending socket"))?;
 
-    let empty = empty_program()?;
-    let lock = Ledger::load(LedgerConfig::default())?;
-    let swap = Ledger::load(LedgerConfig {
-        strategy: Strategy::Swap,
-        ..Default::default()
-    })?;
+    let empty = EmptyProgram::load()?;
+    let (lock, swap) = load_ledgers(&LedgerConfig::default())?;
 
     let mut tallies: Vec<Tally> = Condition::ALL.iter().map(|_| Tally::default()).collect();
     for r in 0..rounds {
@@ -339,7 +237,7 @@ pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
             std::thread::sleep(Duration::from_millis(20));
             let rx1 = rx_packets(&rx_ns)?;
             let t = &mut tallies[i];
-            t.mode = attached.mode();
+            t.mode = attached.as_ref().map(|a| a.mode);
             drop(attached);
             if let (Some(a), Some(b)) = (seen0, seen(cond, &lock, &swap)?) {
                 t.seen += b - a;

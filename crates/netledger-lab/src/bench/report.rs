@@ -1,23 +1,66 @@
 //! `netledger bench`: every way of counting, measured side by side in one
-//! run on this machine, with the targets checked and a plot drawn.
+//! run on this machine, with the targets checked and a plot drawn. The
+//! command line parses its flags into a [`BenchCli`] and calls [`run`].
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use netledger::bench::{self, Measurement, Options};
 use serde::Serialize;
 
-use crate::BenchArgs;
+use crate::bench::{self, Measurement, Options};
+
+/// What `netledger bench` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct BenchCli {
+    /// Tiny sizes and one round: checks that every part runs, in seconds.
+    pub quick: bool,
+    /// Rounds per figure (medians are over these; default 5, 1 with `quick`).
+    pub rounds: Option<usize>,
+    /// Also write every figure and target as JSON here.
+    pub json: Option<PathBuf>,
+    /// Draw ns/packet per strategy against the number of keys here (SVG).
+    pub plot: Option<PathBuf>,
+    /// Only these parts, comma-separated: datapath, exactness, drain, reader, real.
+    pub only: Option<String>,
+}
+
+/// A part of the benchmark: its figures, or why it could not take them.
+pub type Part = fn(&Options<'_>) -> Result<Vec<Measurement>>;
+
+/// Every part, in the order they run: (key for `only`, title, part).
+pub const PARTS: [(&str, &str, Part); 5] = [
+    (
+        "datapath",
+        "1. Data-path cost (test_run, ns/packet)",
+        bench::datapath,
+    ),
+    ("exactness", "2. Read-side exactness", bench::exactness),
+    ("drain", "3. Snapshot and drain throughput", bench::drain),
+    (
+        "reader",
+        "4. Data-path slowdown from a concurrent reader",
+        bench::reader_slowdown,
+    ),
+    (
+        "real",
+        "5. Real packets through a veth pair",
+        bench::real_packets,
+    ),
+];
 
 /// A target of the benchmark: a measured figure and the bound it must meet.
 #[derive(Debug, Serialize)]
 pub struct Target {
+    /// The figure, in words.
     pub what: &'static str,
+    /// Its value in this run (None: not measured).
     pub value: Option<f64>,
+    /// The bound, e.g. "<= 1.1".
     pub bound: String,
+    /// Whether the value meets the bound (None: not measured).
     pub pass: Option<bool>,
 }
 
@@ -151,7 +194,8 @@ pub fn targets(ms: &[Measurement]) -> Vec<Target> {
     ]
 }
 
-fn fmt_value(v: f64) -> String {
+/// A figure for a table: three significant digits or so; "-" for none.
+pub fn fmt_value(v: f64) -> String {
     if !v.is_finite() {
         "-".into()
     } else if v.abs() >= 1e6 {
@@ -163,29 +207,54 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
-fn markdown(out: &mut impl Write, title: &str, ms: &[Measurement]) -> std::io::Result<()> {
+/// Write `ms` as a markdown table under the heading `title`: name, median,
+/// unit, ratio, baseline and the number of samples; with `detail`, every
+/// sample and the tags as well.
+pub fn markdown(
+    out: &mut impl Write,
+    title: &str,
+    ms: &[Measurement],
+    detail: bool,
+) -> std::io::Result<()> {
     writeln!(out, "\n### {title}\n")?;
     if ms.is_empty() {
         return writeln!(out, "(nothing measured)");
     }
-    writeln!(out, "| what | median | unit | ratio | to | samples |")?;
-    writeln!(out, "|---|---|---|---|---|---|")?;
-    for m in ms {
+    if detail {
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| what | median | unit | ratio | to | samples | tags |"
+        )?;
+        writeln!(out, "|---|---|---|---|---|---|---|")?;
+    } else {
+        writeln!(out, "| what | median | unit | ratio | to | samples |")?;
+        writeln!(out, "|---|---|---|---|---|---|")?;
+    }
+    for m in ms {
+        write!(
+            out,
+            "| {} | {} | {} | {} | {} |",
             m.name,
             fmt_value(m.value),
             m.unit,
             m.ratio.map(|r| format!("{r:.2}")).unwrap_or_default(),
             m.baseline.clone().unwrap_or_default(),
-            m.samples.len()
         )?;
+        if detail {
+            let samples: Vec<String> = m.samples.iter().map(|s| fmt_value(*s)).collect();
+            let tags: Vec<String> = m.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            writeln!(out, " {} | {} |", samples.join(" "), tags.join(" "))?;
+        } else {
+            writeln!(out, " {} |", m.samples.len())?;
+        }
     }
     Ok(())
 }
 
-pub fn run(args: BenchArgs) -> Result<ExitCode> {
+/// Run `netledger bench`: the parts asked for, each printed as a markdown
+/// table as it finishes, then the targets; the JSON report and the plot if
+/// asked for.
+pub fn run(args: BenchCli) -> Result<ExitCode> {
     netledger::preflight()?;
     let started = Instant::now();
     let progress = move |what: &str| {
@@ -196,26 +265,6 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 5 }),
         progress: &progress,
     };
-    type Part = fn(&Options<'_>) -> netledger::Result<Vec<Measurement>>;
-    let parts: [(&str, &str, Part); 5] = [
-        (
-            "datapath",
-            "1. Data-path cost (test_run, ns/packet)",
-            bench::datapath,
-        ),
-        ("exactness", "2. Read-side exactness", bench::exactness),
-        ("drain", "3. Snapshot and drain throughput", bench::drain),
-        (
-            "reader",
-            "4. Data-path slowdown from a concurrent reader",
-            bench::reader_slowdown,
-        ),
-        (
-            "real",
-            "5. Real packets through a veth pair",
-            bench::real_packets,
-        ),
-    ];
     let m = machine();
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -228,7 +277,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         opts.rounds
     )?;
     let mut all: Vec<Measurement> = Vec::new();
-    for (key, title, part) in parts {
+    for (key, title, part) in PARTS {
         if let Some(only) = &args.only {
             if !only.split(',').any(|o| o.trim() == key) {
                 continue;
@@ -236,7 +285,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         progress(title);
         let ms = part(&opts).with_context(|| format!("benchmark part {key}"))?;
-        markdown(&mut out, title, &ms)?;
+        markdown(&mut out, title, &ms, false)?;
         out.flush()?;
         all.extend(ms);
     }

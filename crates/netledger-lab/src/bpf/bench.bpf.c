@@ -170,17 +170,26 @@ static __always_inline struct nl_count *bench_value(void *map, struct nl_flow_ke
 	return v;
 }
 
-/* Plain `+=` on a shared value: fast, and wrong under concurrency (lost and torn updates). */
-SEC("xdp.frags")
-int nl_plain(struct xdp_md *ctx)
+/*
+ * The frame's flow value in map, and the frame's length in *len; NULL when
+ * there is nothing to add to (the frame is not counted, or its key was just
+ * inserted with it).
+ */
+static __always_inline struct nl_count *bench_flow(struct xdp_md *ctx, void *map, __u64 *len)
 {
 	struct nl_flow_key key = {};
-	struct nl_count *v;
-	__u64 len;
 
-	if (!bench_key(ctx, &key, &len))
-		return XDP_PASS;
-	v = bench_value(&nl_bench_hash, &key, len);
+	if (!bench_key(ctx, &key, len))
+		return NULL;
+	return bench_value(map, &key, *len);
+}
+
+/* Plain `+=` on the frame's flow value in map. */
+static __always_inline int bench_add_plain(struct xdp_md *ctx, void *map)
+{
+	__u64 len;
+	struct nl_count *v = bench_flow(ctx, map, &len);
+
 	if (v) {
 		v->packets += 1;
 		v->bytes += len;
@@ -188,17 +197,20 @@ int nl_plain(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
+/* Plain `+=` on a shared value: fast, and wrong under concurrency (lost and torn updates). */
+SEC("xdp.frags")
+int nl_plain(struct xdp_md *ctx)
+{
+	return bench_add_plain(ctx, &nl_bench_hash);
+}
+
 /* Two atomic adds: no lost updates, but packets and bytes may be read apart. */
 SEC("xdp.frags")
 int nl_atomic(struct xdp_md *ctx)
 {
-	struct nl_flow_key key = {};
-	struct nl_count *v;
 	__u64 len;
+	struct nl_count *v = bench_flow(ctx, &nl_bench_hash, &len);
 
-	if (!bench_key(ctx, &key, &len))
-		return XDP_PASS;
-	v = bench_value(&nl_bench_hash, &key, len);
 	if (v) {
 		__sync_fetch_and_add(&v->packets, 1);
 		__sync_fetch_and_add(&v->bytes, len);
@@ -210,31 +222,27 @@ int nl_atomic(struct xdp_md *ctx)
 SEC("xdp.frags")
 int nl_percpu(struct xdp_md *ctx)
 {
-	struct nl_flow_key key = {};
-	struct nl_count *v;
-	__u64 len;
+	return bench_add_plain(ctx, &nl_bench_pcpu);
+}
 
-	if (!bench_key(ctx, &key, &len))
-		return XDP_PASS;
-	v = bench_value(&nl_bench_pcpu, &key, len);
-	if (v) {
-		v->packets += 1;
-		v->bytes += len;
-	}
-	return XDP_PASS;
+/* The one element of a bare counter map, and the frame's linear length in *len. */
+static __always_inline void *bare_value(struct xdp_md *ctx, void *map, __u64 *len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+
+	*len = end - data;
+	return bpf_map_lookup_elem(map, &zero);
 }
 
 /* The cheapest spin-locked counter: one element, no parsing, no key. */
 SEC("xdp.frags")
 int nl_bare_lock(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	__u64 len = end - data;
-	struct nl_naive_value *v;
-	__u32 zero = 0;
+	__u64 len;
+	struct nl_naive_value *v = bare_value(ctx, &nl_bare_lock_map, &len);
 
-	v = bpf_map_lookup_elem(&nl_bare_lock_map, &zero);
 	if (!v)
 		return XDP_PASS;
 	bpf_spin_lock(&v->lock);
@@ -248,13 +256,9 @@ int nl_bare_lock(struct xdp_md *ctx)
 SEC("xdp.frags")
 int nl_bare_percpu(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	__u64 len = end - data;
-	struct nl_count *v;
-	__u32 zero = 0;
+	__u64 len;
+	struct nl_count *v = bare_value(ctx, &nl_bare_pcpu_map, &len);
 
-	v = bpf_map_lookup_elem(&nl_bare_pcpu_map, &zero);
 	if (!v)
 		return XDP_PASS;
 	v->packets += 1;
