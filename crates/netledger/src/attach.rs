@@ -1,15 +1,26 @@
-//! Attaching a data path to an interface through a BPF link, so that
-//! nothing stays attached once the link's last descriptor (or pin) goes.
+//! Attaching a data path to an interface: XDP through a BPF link, tc through
+//! a tcx link (kernel 6.6 and later) or, where tcx is missing, a clsact
+//! qdisc and a filter of our own. Links detach when their last descriptor
+//! (or pin) goes, so nothing stays attached after a crash; a clsact filter
+//! is removed when the attachment drops, and the qdisc too if netledger
+//! created it and nothing else uses it.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
-use crate::config::XdpMode;
+use libbpf_rs::{TcHook, TcHookBuilder, TC_EGRESS, TC_INGRESS};
+
+use crate::config::{Hook, XdpMode};
 use crate::error::{Error, Result};
 use crate::sys;
 
 /// The kernel's internal "operation not supported" (not in libc).
 const ENOTSUPP: i32 = 524;
+
+/// The handle and priority of netledger's clsact filters (what `tc filter
+/// show` lists; chosen so as not to meet filters of the usual tools).
+const CLSACT_HANDLE: u32 = 0x6e6c;
+const CLSACT_PRIORITY: u32 = 0x6e6c;
 
 /// The index of `iface` in this thread's network namespace.
 pub fn ifindex(iface: &str) -> Result<u32> {
@@ -28,6 +39,39 @@ pub fn xdp_program_id(iface: &str) -> Result<Option<u32>> {
     Ok((id != 0).then_some(id))
 }
 
+/// How tc programs are attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcMode {
+    /// tcx where the kernel has it (6.6+), else clsact.
+    #[default]
+    Auto,
+    /// A tcx link only.
+    Tcx,
+    /// A clsact qdisc and filter only.
+    Clsact,
+}
+
+/// How an attachment was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attached {
+    /// An XDP link in this mode (never `Auto`).
+    Xdp(XdpMode),
+    /// A tcx link.
+    Tcx,
+    /// A clsact filter.
+    Clsact,
+}
+
+impl std::fmt::Display for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attached::Xdp(m) => write!(f, "{m} XDP"),
+            Attached::Tcx => f.write_str("tcx"),
+            Attached::Clsact => f.write_str("clsact"),
+        }
+    }
+}
+
 /// A data path attached to an interface; dropping it detaches the program
 /// (unless its link was pinned).
 #[derive(Debug)]
@@ -36,25 +80,32 @@ pub struct Attachment {
     pub iface: String,
     /// Its index when attached.
     pub ifindex: u32,
-    /// The XDP mode actually used (never `Auto`).
+    /// Where the program runs.
+    pub hook: Hook,
+    /// How it was attached.
+    pub how: Attached,
+    /// The XDP mode used (`Auto` for tc attachments).
     pub mode: XdpMode,
-    link: OwnedFd,
+    keep: Keep,
+}
+
+#[derive(Debug)]
+enum Keep {
+    Link(OwnedFd),
+    /// Held for its `Drop`, which removes the filter.
+    Filter { _filter: ClsactFilter },
 }
 
 impl Attachment {
     /// Detach now (dropping does the same).
-    pub fn detach(self) {
-        drop(self.link);
-    }
+    pub fn detach(self) {}
 
-    /// The link, for pinning.
-    pub(crate) fn link(&self) -> BorrowedFd<'_> {
-        self.link.as_fd()
-    }
-
-    /// The link itself.
-    pub(crate) fn into_link(self) -> OwnedFd {
-        self.link
+    /// The link itself, if the attachment is a link.
+    pub(crate) fn into_link(self) -> Option<OwnedFd> {
+        match self.keep {
+            Keep::Link(l) => Some(l),
+            Keep::Filter { .. } => None,
+        }
     }
 }
 
@@ -78,27 +129,113 @@ pub(crate) fn xdp(prog: BorrowedFd<'_>, iface: &str, mode: XdpMode) -> Result<At
                 return Ok(Attachment {
                     iface: iface.to_string(),
                     ifindex,
+                    hook: Hook::Xdp,
+                    how: Attached::Xdp(m),
                     mode: m,
-                    link,
+                    keep: Keep::Link(link),
                 })
             }
             Err(e) => last = Some((m, e)),
         }
     }
     let (m, e) = last.expect("at least one attempt");
-    Err(attach_error(iface, m, e))
+    Err(attach_error(iface, Some(m), e))
+}
+
+/// Attach tc program `prog` to `iface` at `hook` (ingress or egress):
+/// through tcx, alongside whatever else is attached there (tcx runs several
+/// programs; ours returns "next"), or through clsact where tcx is missing.
+pub(crate) fn tc(prog: BorrowedFd<'_>, iface: &str, hook: Hook, mode: TcMode) -> Result<Attachment> {
+    let ifindex = ifindex(iface)?;
+    let attach_type = match hook {
+        Hook::TcEgress => libbpf_sys::BPF_TCX_EGRESS,
+        _ => libbpf_sys::BPF_TCX_INGRESS,
+    };
+    let attached = |how, keep| Attachment {
+        iface: iface.to_string(),
+        ifindex,
+        hook,
+        how,
+        mode: XdpMode::Auto,
+        keep,
+    };
+    if mode != TcMode::Clsact {
+        match sys::tcx_link(prog, ifindex, attach_type) {
+            Ok(link) => return Ok(attached(Attached::Tcx, Keep::Link(link))),
+            // A kernel without tcx refuses the attach type.
+            Err(e) if mode == TcMode::Auto && e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(attach_error(iface, None, e)),
+        }
+    }
+    let filter = ClsactFilter::attach(prog, ifindex, hook).map_err(|e| attach_error(iface, None, e))?;
+    Ok(attached(Attached::Clsact, Keep::Filter { _filter: filter }))
+}
+
+/// A filter of ours on a clsact qdisc; removed on drop, with the qdisc if
+/// we created it and no other filter is left on it.
+#[derive(Debug)]
+struct ClsactFilter {
+    hook: TcHook,
+    ifindex: u32,
+    created_qdisc: bool,
+}
+
+impl ClsactFilter {
+    fn attach(prog: BorrowedFd<'_>, ifindex: u32, hook: Hook) -> io::Result<ClsactFilter> {
+        let point = match hook {
+            Hook::TcEgress => TC_EGRESS,
+            _ => TC_INGRESS,
+        };
+        let mut builder = TcHookBuilder::new(prog);
+        builder
+            .ifindex(ifindex as i32)
+            .replace(false)
+            .handle(CLSACT_HANDLE)
+            .priority(CLSACT_PRIORITY);
+        let mut h = builder.hook(point);
+        // The qdisc may be someone else's: then it is never deleted.
+        let created_qdisc = match h.create() {
+            Ok(_) => true,
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(io::Error::other(e)),
+        };
+        match h.attach() {
+            Ok(attached) => Ok(ClsactFilter {
+                hook: attached,
+                ifindex,
+                created_qdisc,
+            }),
+            Err(e) => {
+                if created_qdisc {
+                    let _ = sys::destroy_clsact_if_empty(ifindex);
+                }
+                Err(io::Error::other(e))
+            }
+        }
+    }
+}
+
+impl Drop for ClsactFilter {
+    fn drop(&mut self) {
+        let _ = self.hook.detach();
+        if self.created_qdisc {
+            let _ = sys::destroy_clsact_if_empty(self.ifindex);
+        }
+    }
 }
 
 /// The kernel's refusal to attach, as ours.
-fn attach_error(iface: &str, mode: XdpMode, e: io::Error) -> Error {
+fn attach_error(iface: &str, mode: Option<XdpMode>, e: io::Error) -> Error {
     let iface = iface.to_string();
-    match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
+    match (e.raw_os_error(), mode) {
+        (Some(libc::EPERM) | Some(libc::EACCES), _) => Error::PermissionDenied {
             op: format!("attaching to {iface}"),
         },
-        Some(libc::EOPNOTSUPP) | Some(ENOTSUPP) => Error::XdpModeUnsupported { iface, mode },
-        Some(libc::EBUSY) | Some(libc::EEXIST) => Error::XdpBusy { iface },
-        Some(libc::ENODEV) => Error::InterfaceNotFound { iface },
+        (Some(libc::EOPNOTSUPP) | Some(ENOTSUPP), Some(mode)) => {
+            Error::XdpModeUnsupported { iface, mode }
+        }
+        (Some(libc::EBUSY) | Some(libc::EEXIST), Some(_)) => Error::XdpBusy { iface },
+        (Some(libc::ENODEV), _) => Error::InterfaceNotFound { iface },
         _ => Error::Attach { iface, source: e },
     }
 }

@@ -127,8 +127,57 @@ impl FromStr for Strategy {
     }
 }
 
+/// Where a data path runs: ingress through XDP or tc, or egress through tc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hook {
+    /// Ingress, XDP: every frame as the driver received it.
+    #[default]
+    Xdp,
+    /// Ingress, tc (tcx): after GRO; a GRO packet counts as the frames it merged.
+    TcIngress,
+    /// Egress, tc (tcx): before GSO/TSO; a GSO packet counts as the frames
+    /// it becomes on the wire.
+    TcEgress,
+}
+
+impl Hook {
+    /// The direction the hook counts.
+    pub fn direction(self) -> crate::record::Direction {
+        match self {
+            Hook::Xdp | Hook::TcIngress => crate::record::Direction::In,
+            Hook::TcEgress => crate::record::Direction::Out,
+        }
+    }
+
+    /// "xdp" or "tc".
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp",
+            Hook::TcIngress | Hook::TcEgress => "tc",
+        }
+    }
+
+    /// The value of `enum nl_hook`.
+    pub(crate) fn raw(self) -> crate::skel::types::nl_hook {
+        use crate::skel::types::nl_hook;
+        match self {
+            Hook::Xdp => nl_hook::NL_HOOK_XDP,
+            Hook::TcIngress => nl_hook::NL_HOOK_TC_INGRESS,
+            Hook::TcEgress => nl_hook::NL_HOOK_TC_EGRESS,
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How the XDP program is attached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum XdpMode {
     /// Native if the driver supports it, generic otherwise.
     #[default]
@@ -237,6 +286,14 @@ impl LedgerConfig {
         Ok(())
     }
 
+    /// The `nl_config` of a data path at `hook`; masks in network byte order.
+    pub(crate) fn raw_at(&self, hook: Hook) -> nl_config {
+        nl_config {
+            hook: hook.raw(),
+            ..self.raw()
+        }
+    }
+
     /// The `nl_config` the data path reads; masks in network byte order.
     pub(crate) fn raw(&self) -> nl_config {
         let mask6 = prefix_mask(self.prefix6.unwrap_or(128), 128).to_be_bytes();
@@ -248,6 +305,7 @@ impl LedgerConfig {
                 (prefix_mask(self.prefix4.unwrap_or(32), 32) as u32).to_be_bytes(),
             ),
             mask6: [word(0), word(1), word(2), word(3)],
+            hook: Hook::Xdp.raw(),
         }
     }
 }

@@ -6,8 +6,8 @@ use std::os::fd::BorrowedFd;
 use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
-use crate::attach::{self, Attachment};
-use crate::config::{LedgerConfig, Strategy, XdpMode};
+use crate::attach::{self, Attachment, TcMode};
+use crate::config::{Hook, LedgerConfig, Strategy, XdpMode};
 use crate::ctl::{self, Ctl};
 use crate::error::{map_err, Error, Result};
 use crate::key::{decode_flows, FlowKey};
@@ -40,6 +40,8 @@ pub struct Ledger {
     cutting: Mutex<()>,
     /// The interface whose traffic this ledger counts (its records' label).
     iface: OnceLock<String>,
+    /// Where its program runs.
+    hook: Hook,
     /// The direction it counts.
     dir: Direction,
     /// Set once pinned (or opened from pins): serializes exchanges across processes.
@@ -64,16 +66,22 @@ enum Taken {
 }
 
 impl Ledger {
-    /// Load the data path with `cfg`. Nothing is attached yet; the first
-    /// interval starts now.
+    /// Load the ingress XDP data path with `cfg`. Nothing is attached yet;
+    /// the first interval starts now.
     pub fn load(cfg: LedgerConfig) -> Result<Ledger> {
+        Ledger::load_at(cfg, Hook::Xdp)
+    }
+
+    /// Load the data path for `hook` with `cfg`. Nothing is attached yet;
+    /// the first interval starts now.
+    pub fn load_at(cfg: LedgerConfig, hook: Hook) -> Result<Ledger> {
         cfg.validate()?;
         crate::load::preflight()?;
         let backend = match cfg.strategy {
-            Strategy::Lock => Backend::Lock(LockBackend::load(&cfg)?),
-            Strategy::Swap => Backend::Swap(SwapBackend::load(&cfg)?),
+            Strategy::Lock => Backend::Lock(LockBackend::load(&cfg, hook)?),
+            Strategy::Swap => Backend::Swap(SwapBackend::load(&cfg, hook)?),
         };
-        let ledger = Ledger::from_backend(cfg, backend, Direction::In)?;
+        let ledger = Ledger::from_backend(cfg, backend, hook)?;
         // Cut 0 ends at load: the first interval starts here.
         ledger.ctl.write(&nl_cut_ctl {
             end_ns: ctl::ns(SystemTime::now()),
@@ -83,11 +91,7 @@ impl Ledger {
     }
 
     /// A ledger around loaded (or opened) programs and maps.
-    pub(crate) fn from_backend(
-        cfg: LedgerConfig,
-        backend: Backend,
-        dir: Direction,
-    ) -> Result<Ledger> {
+    pub(crate) fn from_backend(cfg: LedgerConfig, backend: Backend, hook: Hook) -> Result<Ledger> {
         let ctl = match &backend {
             Backend::Lock(b) => b.ctl()?,
             Backend::Swap(b) => b.ctl()?,
@@ -98,7 +102,8 @@ impl Ledger {
             ctl,
             cutting: Mutex::new(()),
             iface: OnceLock::new(),
-            dir,
+            hook,
+            dir: hook.direction(),
             cut_lock: OnceLock::new(),
             cfg,
         })
@@ -109,13 +114,13 @@ impl Ledger {
         set: &PinSet,
         cfg: &LedgerConfig,
         iface: &str,
-        dir: Direction,
+        hook: Hook,
     ) -> Result<Ledger> {
         let backend = match cfg.strategy {
-            Strategy::Lock => Backend::Lock(LockBackend::open(set, cfg)?),
-            Strategy::Swap => Backend::Swap(SwapBackend::open(set, cfg)?),
+            Strategy::Lock => Backend::Lock(LockBackend::open(set, cfg, hook)?),
+            Strategy::Swap => Backend::Swap(SwapBackend::open(set, cfg, hook)?),
         };
-        let ledger = Ledger::from_backend(cfg.clone(), backend, dir)?;
+        let ledger = Ledger::from_backend(cfg.clone(), backend, hook)?;
         let _ = ledger.iface.set(iface.to_string());
         Ok(ledger)
     }
@@ -163,9 +168,23 @@ impl Ledger {
         }
     }
 
-    /// Attach the data path to `iface` (XDP, ingress).
+    /// Where the data path runs.
+    pub fn hook(&self) -> Hook {
+        self.hook
+    }
+
+    /// Attach the XDP data path to `iface` (see [`Ledger::attach`]).
     pub fn attach_xdp(&self, iface: &str, mode: XdpMode) -> Result<Attachment> {
-        let a = attach::xdp(self.program(), iface, mode)?;
+        self.attach(iface, mode, TcMode::Auto)
+    }
+
+    /// Attach the data path to `iface` at its hook: XDP in `xdp_mode`, or tc
+    /// in `tc_mode` (tcx, or clsact where tcx is missing).
+    pub fn attach(&self, iface: &str, xdp_mode: XdpMode, tc_mode: TcMode) -> Result<Attachment> {
+        let a = match self.hook {
+            Hook::Xdp => attach::xdp(self.program(), iface, xdp_mode)?,
+            hook => attach::tc(self.program(), iface, hook, tc_mode)?,
+        };
         self.set_iface(iface);
         Ok(a)
     }

@@ -35,8 +35,8 @@ mod sys;
 #[cfg(feature = "lab")]
 pub mod lab;
 
-pub use attach::{ifindex, xdp_program_id, Attachment};
-pub use config::{KeyMode, LedgerConfig, Strategy, XdpMode};
+pub use attach::{ifindex, xdp_program_id, Attached, Attachment, TcMode};
+pub use config::{Hook, KeyMode, LedgerConfig, Strategy, XdpMode};
 pub use error::{Error, Result};
 pub use key::{parse_proto, proto_name, proto_text, Addr, FlowKey, L4};
 pub use ledger::{Ledger, PendingCut};
@@ -44,7 +44,8 @@ pub use load::{missing_capabilities, preflight, KERNEL_BTF};
 pub use lock::KeySelector;
 pub use pin::{bpffs_mounted, pin_dir, Manifest, Owner, Pins, BPFFS, LAYOUT};
 pub use service::{
-    describe, pin_status, pinned_interfaces, Detached, LinkState, PinStatus, Service, Started,
+    describe, pin_status, pin_watch, pinned_interfaces, AttachOptions, Detached, Leg, LegStatus,
+    LinkState, PinStatus, Service, Started,
 };
 pub use record::{
     civil_from_days, rfc3339, Bucket, Buckets, Count, Direction, Interval, Record, Snapshot,

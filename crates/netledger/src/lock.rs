@@ -11,7 +11,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
 use std::time::SystemTime;
 
-use crate::config::{KeyMode, LedgerConfig};
+use crate::config::{Hook, KeyMode, LedgerConfig};
 use crate::ctl::{self, Ctl};
 use crate::error::{map_err, map_io_err, Error, Result};
 use crate::load::{load_err, own_map, own_prog};
@@ -110,7 +110,7 @@ pub(crate) struct LockBackend {
 
 impl LockBackend {
     /// Load the lock object configured by `cfg`, every slot free.
-    pub fn load(cfg: &LedgerConfig) -> Result<LockBackend> {
+    pub fn load(cfg: &LedgerConfig, hook: Hook) -> Result<LockBackend> {
         let mut storage = MaybeUninit::uninit();
         let mut open = LockSkelBuilder::default()
             .open(&mut storage)
@@ -120,7 +120,10 @@ impl LockBackend {
             .rodata_data
             .as_deref_mut()
             .expect("the lock object has a .rodata section");
-        rodata.nl_cfg = cfg.raw();
+        rodata.nl_cfg = cfg.raw_at(hook);
+        // Only the program for this hook is loaded (and verified).
+        open.progs.nl_xdp.set_autoload(hook == Hook::Xdp);
+        open.progs.nl_tc.set_autoload(hook != Hook::Xdp);
         let n = cfg.max_flows;
         for map in [
             &mut open.maps.nl_index,
@@ -132,7 +135,11 @@ impl LockBackend {
         }
         let skel = open.load().map_err(load_err)?;
         let backend = LockBackend::assemble(
-            own_prog(&skel.progs.nl_xdp)?,
+            if hook == Hook::Xdp {
+                own_prog(&skel.progs.nl_xdp)?
+            } else {
+                own_prog(&skel.progs.nl_tc)?
+            },
             own_prog(&skel.progs.nl_exchange)?,
             [
                 own_map(&skel.maps.nl_index)?,
@@ -185,8 +192,8 @@ impl LockBackend {
 
     /// The backend pinned in `pins` (by a ledger loaded with `cfg`): every
     /// pin must be there, of the type and sizes this version makes.
-    pub fn open(pins: &PinSet, cfg: &LedgerConfig) -> Result<LockBackend> {
-        let prog = pins.prog(PIN_XDP, "nl_xdp")?;
+    pub fn open(pins: &PinSet, cfg: &LedgerConfig, hook: Hook) -> Result<LockBackend> {
+        let prog = pins.prog(PIN_XDP, prog_name(hook))?;
         let exchange = pins.prog(PIN_EXCHANGE, "nl_exchange")?;
         let n = cfg.max_flows;
         let shapes = [
@@ -590,6 +597,14 @@ impl LockBackend {
             self.free.push(n).map_err(map_err("push", "nl_free"))?;
         }
         Ok(())
+    }
+}
+
+/// The data path program's name for `hook`.
+pub(crate) fn prog_name(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Xdp => "nl_xdp",
+        Hook::TcIngress | Hook::TcEgress => "nl_tc",
     }
 }
 

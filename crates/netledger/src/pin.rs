@@ -78,11 +78,18 @@ pub struct Manifest {
     pub pid: u32,
     /// Unique to this pin set: the history store tells ledgers apart by it.
     pub instance: String,
+    /// Where each of its data paths runs, one per direction (`in/`, `out/`).
+    pub hooks: Vec<crate::config::Hook>,
 }
 
 impl Manifest {
     /// The manifest of a ledger of this version, made by this process.
-    pub fn new(iface: &str, config: &LedgerConfig, owner: Owner) -> Manifest {
+    pub fn new(
+        iface: &str,
+        config: &LedgerConfig,
+        owner: Owner,
+        hooks: &[crate::config::Hook],
+    ) -> Manifest {
         Manifest {
             magic: "netledger".into(),
             layout: LAYOUT,
@@ -93,7 +100,14 @@ impl Manifest {
             pid: std::process::id(),
             instance: fs::read_to_string("/proc/sys/kernel/random/uuid")
                 .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| format!("{}-{}", std::process::id(), crate::ctl::ns(std::time::SystemTime::now()))),
+                .unwrap_or_else(|_| {
+                    format!(
+                        "{}-{}",
+                        std::process::id(),
+                        crate::ctl::ns(std::time::SystemTime::now())
+                    )
+                }),
+            hooks: hooks.to_vec(),
         }
     }
 }

@@ -1,16 +1,16 @@
 //! Ledgers that other processes reach through pins: a `watch`'s (removed
-//! when it stops; `reset` opens them) and the service's, whose link is
+//! when it stops; `reset` opens them) and the service's, whose links are
 //! pinned too, so the kernel side keeps counting while no process runs and
-//! the next process adopts it.
+//! the next process adopts it. One interface has one pin set, holding one
+//! ledger per direction counted (`in/`, `out/`).
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use crate::attach::{self, Attachment};
-use crate::config::{LedgerConfig, Strategy, XdpMode};
+use crate::attach::{self, TcMode};
+use crate::config::{Hook, LedgerConfig, Strategy, XdpMode};
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
 use crate::pin::{Manifest, Owner, OwnerLock, PinSet, Pins};
-use crate::record::Direction;
 use crate::sys;
 
 /// The pin name of a service's link.
@@ -49,7 +49,7 @@ fn same_data_path(a: &LedgerConfig, b: &LedgerConfig) -> bool {
         == (b.key_mode, b.vlan, b.prefix4, b.prefix6, b.max_flows, b.strategy)
 }
 
-/// A configuration in words, for errors.
+/// A configuration and its hooks in words, for errors.
 pub fn describe(c: &LedgerConfig) -> String {
     let mut s = format!(
         "strategy {}, key {}, max-flows {}",
@@ -67,6 +67,14 @@ pub fn describe(c: &LedgerConfig) -> String {
     s
 }
 
+fn describe_hooks(hooks: &[Hook]) -> String {
+    let parts: Vec<String> = hooks
+        .iter()
+        .map(|h| format!("{} via {}", h.direction(), h.name()))
+        .collect();
+    parts.join(" and ")
+}
+
 impl Ledger {
     /// Claim `iface` for this watch and pin what other processes need:
     /// for strategy `lock` the programs and maps, so that `reset` reaches
@@ -75,38 +83,11 @@ impl Ledger {
     /// process counts on, and the service's pins; clears pins left by a
     /// watch that died. Everything goes when the returned [`Pins`] drops.
     pub fn pin(&self, iface: &str) -> Result<Pins> {
-        let top = PinSet::of(iface)?;
-        match look(&top) {
-            Ok(Found::Held(m)) => return Err(owned(iface, &m)),
-            Ok(Found::Free(m, _)) if m.owner == Owner::Service => {
-                return Err(Error::ServicePinned {
-                    iface: iface.to_string(),
-                })
-            }
-            // A dead watch's pins, or something that is not a pin set of
-            // this version: nothing in them counts any more.
-            Ok(Found::Free(..)) | Err(Error::ForeignPin { .. }) => top.remove(),
-            Ok(Found::Nothing) => {}
-            Err(e) => return Err(e),
-        }
-        top.make()?;
-        let owner = top.claim()?.ok_or_else(|| Error::AlreadyRunning {
-            iface: iface.to_string(),
-            path: top.dir().display().to_string(),
-        })?;
-        let pins = Pins::new(top.clone(), owner);
-        top.write_manifest(&Manifest::new(iface, self.config(), Owner::Watch))?;
-        if self.config().strategy == Strategy::Lock {
-            let set = top.direction(Direction::In);
-            set.make()?;
-            self.pin_backend(&set)?;
-            self.set_cut_lock(&set)?;
-        }
-        Ok(pins)
+        pin_watch(iface, &[self])
     }
 
     /// Open the ledger a running `watch --strategy lock` pinned for `iface`
-    /// in this network namespace.
+    /// in this network namespace (its ingress ledger).
     pub fn open_pinned(iface: &str) -> Result<Ledger> {
         crate::load::preflight()?;
         let top = PinSet::of(iface)?;
@@ -134,11 +115,49 @@ impl Ledger {
                 strategy: m.config.strategy,
             });
         }
-        let set = top.direction(Direction::In);
-        let ledger = Ledger::open_backend(&set, &m.config, iface, Direction::In)?;
+        let hook = *m.hooks.first().ok_or_else(not_running)?;
+        let set = top.direction(hook.direction());
+        let ledger = Ledger::open_backend(&set, &m.config, iface, hook)?;
         ledger.set_cut_lock(&set)?;
         Ok(ledger)
     }
+}
+
+/// Claim `iface` for a watch counting with `ledgers` (one per direction)
+/// and pin what others need (see [`Ledger::pin`]).
+pub fn pin_watch(iface: &str, ledgers: &[&Ledger]) -> Result<Pins> {
+    let top = PinSet::of(iface)?;
+    match look(&top) {
+        Ok(Found::Held(m)) => return Err(owned(iface, &m)),
+        Ok(Found::Free(m, _)) if m.owner == Owner::Service => {
+            return Err(Error::ServicePinned {
+                iface: iface.to_string(),
+            })
+        }
+        // A dead watch's pins, or something that is not a pin set of this
+        // version: nothing in them counts any more.
+        Ok(Found::Free(..)) | Err(Error::ForeignPin { .. }) => top.remove(),
+        Ok(Found::Nothing) => {}
+        Err(e) => return Err(e),
+    }
+    top.make()?;
+    let owner = top.claim()?.ok_or_else(|| Error::AlreadyRunning {
+        iface: iface.to_string(),
+        path: top.dir().display().to_string(),
+    })?;
+    let pins = Pins::new(top.clone(), owner);
+    let first = ledgers.first().expect("at least one ledger");
+    let hooks: Vec<Hook> = ledgers.iter().map(|l| l.hook()).collect();
+    top.write_manifest(&Manifest::new(iface, first.config(), Owner::Watch, &hooks))?;
+    for l in ledgers {
+        if l.config().strategy == Strategy::Lock {
+            let set = top.direction(l.direction());
+            set.make()?;
+            l.pin_backend(&set)?;
+            l.set_cut_lock(&set)?;
+        }
+    }
+    Ok(pins)
 }
 
 /// What [`Service::start`] found.
@@ -146,11 +165,11 @@ impl Ledger {
 pub enum Started {
     /// Nothing was pinned: loaded, attached and pinned anew.
     Fresh,
-    /// A previous process's pins, adopted; its program never stopped counting.
+    /// A previous process's pins, adopted; its programs never stopped counting.
     Adopted,
 }
 
-/// What a check of the attachment found.
+/// What a check of an attachment found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
     /// Attached to the interface as it is.
@@ -161,85 +180,144 @@ pub enum LinkState {
     Reattached,
 }
 
-/// A ledger kept as a service: its pins (link included) outlive the process.
+/// How the service attaches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachOptions {
+    /// XDP mode for an XDP hook.
+    pub xdp: XdpMode,
+    /// tcx or clsact for a tc hook (the service pins links: tcx).
+    pub tc: TcMode,
+}
+
+/// One direction of a service: its ledger, pin directory and link.
+#[derive(Debug)]
+pub struct Leg {
+    ledger: Ledger,
+    set: PinSet,
+    link: Option<OwnedFd>,
+}
+
+impl Leg {
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+}
+
+/// A ledger per direction of one interface, kept as a service: its pins
+/// (links included) outlive the process.
 #[derive(Debug)]
 pub struct Service {
-    ledger: Ledger,
+    legs: Vec<Leg>,
     top: PinSet,
-    set: PinSet,
     manifest: Manifest,
-    mode: XdpMode,
-    link: Option<OwnedFd>,
+    opts: AttachOptions,
     _owner: OwnerLock,
 }
 
 impl Service {
-    /// Count on `iface` with `cfg`, adopting the pins a previous service left
-    /// there (their program never stopped counting), or loading, attaching
-    /// and pinning anew. Refuses pins of another layout or configuration
+    /// Count on `iface` at each of `hooks` (at most one per direction) with
+    /// `cfg`, adopting the pins a previous service left there (their
+    /// programs never stopped counting), or loading, attaching and pinning
+    /// anew. Refuses pins of another layout, configuration or set of hooks
     /// (they are never replaced silently), and an interface a live process
     /// counts on. Pins a dead watch left are cleared.
-    pub fn start(iface: &str, cfg: &LedgerConfig, mode: XdpMode) -> Result<(Service, Started)> {
+    pub fn start(
+        iface: &str,
+        cfg: &LedgerConfig,
+        hooks: &[Hook],
+        opts: AttachOptions,
+    ) -> Result<(Service, Started)> {
         cfg.validate()?;
         crate::load::preflight()?;
         let top = PinSet::of(iface)?;
         match look(&top)? {
             Found::Held(m) => Err(owned(iface, &m)),
             Found::Free(m, owner) if m.owner == Owner::Service => {
-                if !same_data_path(&m.config, cfg) {
+                if !same_data_path(&m.config, cfg) || m.hooks != hooks {
                     return Err(Error::PinnedConfigDiffers {
                         iface: iface.to_string(),
-                        pinned: describe(&m.config),
-                        wanted: describe(cfg),
+                        pinned: format!("{}, {}", describe(&m.config), describe_hooks(&m.hooks)),
+                        wanted: format!("{}, {}", describe(cfg), describe_hooks(hooks)),
                     });
                 }
-                let s = Service::adopt(top, m, owner, cfg, mode)?;
+                let s = Service::adopt(top, m, owner, cfg, opts)?;
                 Ok((s, Started::Adopted))
             }
             Found::Free(..) => {
                 top.remove();
-                Ok((Service::fresh(iface, top, cfg, mode)?, Started::Fresh))
+                Ok((Service::fresh(iface, top, cfg, hooks, opts)?, Started::Fresh))
             }
-            Found::Nothing => Ok((Service::fresh(iface, top, cfg, mode)?, Started::Fresh)),
+            Found::Nothing => Ok((Service::fresh(iface, top, cfg, hooks, opts)?, Started::Fresh)),
         }
     }
 
-    fn fresh(iface: &str, top: PinSet, cfg: &LedgerConfig, mode: XdpMode) -> Result<Service> {
+    fn fresh(
+        iface: &str,
+        top: PinSet,
+        cfg: &LedgerConfig,
+        hooks: &[Hook],
+        opts: AttachOptions,
+    ) -> Result<Service> {
         attach::ifindex(iface)?;
         // Loaded (the first interval starts) before attaching: nothing is missed.
-        let ledger = Ledger::load(cfg.clone())?;
+        let ledgers = hooks
+            .iter()
+            .map(|&h| Ledger::load_at(cfg.clone(), h))
+            .collect::<Result<Vec<_>>>()?;
         top.make()?;
         let owner = top.claim()?.ok_or_else(|| Error::AlreadyRunning {
             iface: iface.to_string(),
             path: top.dir().display().to_string(),
         })?;
-        let manifest = Manifest::new(iface, cfg, Owner::Service);
-        let set = top.direction(Direction::In);
-        let pinned = (|| {
+        let manifest = Manifest::new(iface, cfg, Owner::Service, hooks);
+        let made = (|| {
             top.write_manifest(&manifest)?;
-            set.make()?;
-            ledger.pin_backend(&set)?;
-            let a = ledger.attach_xdp(iface, mode)?;
-            set.put(PIN_LINK, a.link())?;
-            Ok::<Attachment, Error>(a)
+            let mut legs = Vec::new();
+            for ledger in ledgers {
+                let set = top.direction(ledger.direction());
+                set.make()?;
+                ledger.pin_backend(&set)?;
+                // The service pins its links: tc through tcx only.
+                let a = ledger.attach(iface, opts.xdp, TcMode::Tcx)?;
+                let link = a.into_link().expect("XDP and tcx attachments are links");
+                set.put(PIN_LINK, link.as_fd())?;
+                legs.push(Leg {
+                    ledger,
+                    set,
+                    link: Some(link),
+                });
+            }
+            Ok::<Vec<Leg>, Error>(legs)
         })();
-        let a = match pinned {
-            Ok(a) => a,
+        let legs = match made {
+            Ok(legs) => legs,
             Err(e) => {
-                // Leave nothing half made.
+                // Leave nothing half made (unpinned links detach as they drop).
                 top.remove();
                 return Err(e);
             }
         };
         Ok(Service {
-            ledger,
+            legs,
             top,
-            set,
             manifest,
-            mode,
-            link: Some(a.into_link()),
+            opts,
             _owner: owner,
         })
+    }
+
+    fn open_legs(top: &PinSet, manifest: &Manifest, config: &LedgerConfig) -> Result<Vec<Leg>> {
+        manifest
+            .hooks
+            .iter()
+            .map(|&hook| {
+                let set = top.direction(hook.direction());
+                let ledger = Ledger::open_backend(&set, config, &manifest.iface, hook)?;
+                let link = set.get(PIN_LINK);
+                Ok(Leg { ledger, set, link })
+            })
+            .collect()
     }
 
     fn adopt(
@@ -247,32 +325,28 @@ impl Service {
         mut manifest: Manifest,
         owner: OwnerLock,
         cfg: &LedgerConfig,
-        mode: XdpMode,
+        opts: AttachOptions,
     ) -> Result<Service> {
-        let set = top.direction(Direction::In);
         // Keep the pinned configuration, with this process's cut settings.
         let mut config = manifest.config.clone();
         config.idle_cuts = cfg.idle_cuts;
-        let ledger = Ledger::open_backend(&set, &config, &manifest.iface, Direction::In)?;
+        let legs = Service::open_legs(&top, &manifest, &config)?;
         manifest.pid = std::process::id();
         top.write_manifest(&manifest)?;
-        let link = set.get(PIN_LINK);
         let mut s = Service {
-            ledger,
+            legs,
             top,
-            set,
             manifest,
-            mode,
-            link,
+            opts,
             _owner: owner,
         };
-        s.check_link()?;
+        s.check_links()?;
         Ok(s)
     }
 
-    /// The ledger.
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
+    /// The ledgers, one per direction.
+    pub fn legs(&self) -> &[Leg] {
+        &self.legs
     }
 
     /// The manifest (its `instance` tells this pin set's history apart).
@@ -280,37 +354,46 @@ impl Service {
         &self.manifest
     }
 
-    /// Whether the program is attached to the interface as it is now;
-    /// attach it again if the interface came back (by name) after it was
+    /// Whether the programs are attached to the interface as it is now;
+    /// attach them again if the interface came back (by name) after it was
     /// gone. The counts are in the pinned maps throughout.
-    pub fn check_link(&mut self) -> Result<LinkState> {
+    pub fn check_links(&mut self) -> Result<LinkState> {
         let iface = self.manifest.iface.clone();
         let Ok(now) = attach::ifindex(&iface) else {
             return Ok(LinkState::Gone);
         };
-        let on = self
-            .link
-            .as_ref()
-            .and_then(|l| sys::link_info(l.as_fd()).ok())
-            .map(|(_, ifindex)| ifindex);
-        if on == Some(now) {
-            return Ok(LinkState::Attached);
+        let mut state = LinkState::Attached;
+        for leg in &mut self.legs {
+            let on = leg
+                .link
+                .as_ref()
+                .and_then(|l| sys::link_info(l.as_fd()).ok())
+                .map(|(_, ifindex)| ifindex);
+            if on == Some(now) {
+                continue;
+            }
+            let a = leg.ledger.attach(&iface, self.opts.xdp, TcMode::Tcx)?;
+            let link = a.into_link().expect("XDP and tcx attachments are links");
+            leg.set.unpin(PIN_LINK)?;
+            leg.set.put(PIN_LINK, link.as_fd())?;
+            leg.link = Some(link);
+            state = LinkState::Reattached;
         }
-        let a = self.ledger.attach_xdp(&iface, self.mode)?;
-        self.set.unpin(PIN_LINK)?;
-        self.set.put(PIN_LINK, a.link())?;
-        self.link = Some(a.into_link());
-        Ok(LinkState::Reattached)
+        Ok(state)
     }
 
-    /// Stop counting: detach (unpin the link), wait until no run of the
-    /// program is left, and hand back the ledger and its pins so that the
+    /// Stop counting: detach (unpin the links), wait until no run of the
+    /// programs is left, and hand back the ledgers and the pins so that the
     /// caller takes and commits the last cuts, then removes the pins with
     /// [`Detached::remove`].
     pub fn detach(mut self) -> Result<Detached> {
-        self.set.unpin(PIN_LINK)?;
-        drop(self.link.take());
-        self.ledger.wait_for_programs()?;
+        for leg in &mut self.legs {
+            leg.set.unpin(PIN_LINK)?;
+            drop(leg.link.take());
+        }
+        for leg in &self.legs {
+            leg.ledger.wait_for_programs()?;
+        }
         Ok(Detached { service: self })
     }
 
@@ -331,17 +414,12 @@ impl Service {
                 })
             }
             Found::Free(m, owner) => {
-                let cfg = m.config.clone();
-                let set = top.direction(Direction::In);
-                let ledger = Ledger::open_backend(&set, &cfg, iface, Direction::In)?;
-                let link = set.get(PIN_LINK);
+                let legs = Service::open_legs(&top, &m, &m.config)?;
                 Ok(Service {
-                    ledger,
+                    legs,
                     top,
-                    set,
                     manifest: m,
-                    mode: XdpMode::Auto,
-                    link,
+                    opts: AttachOptions::default(),
                     _owner: owner,
                 })
             }
@@ -349,16 +427,16 @@ impl Service {
     }
 }
 
-/// A service whose program is detached; its maps still hold what was counted.
+/// A service whose programs are detached; its maps still hold what was counted.
 #[derive(Debug)]
 pub struct Detached {
     service: Service,
 }
 
 impl Detached {
-    /// The ledger, to take its last cuts.
-    pub fn ledger(&self) -> &Ledger {
-        &self.service.ledger
+    /// The ledgers, to take their last cuts.
+    pub fn legs(&self) -> &[Leg] {
+        &self.service.legs
     }
 
     /// The manifest.
@@ -391,17 +469,14 @@ pub fn pinned_interfaces() -> Vec<String> {
     out
 }
 
-/// What a pin set says of itself, for `status`: its manifest, whether its
-/// owner is alive, whether its program is attached, and its last cut.
+/// What one direction's pins say of themselves, for `status`.
 #[derive(Debug, Clone)]
-pub struct PinStatus {
-    /// The manifest.
-    pub manifest: Manifest,
-    /// A live process holds the pins.
-    pub owner_alive: bool,
-    /// The program is attached to the interface (its link is pinned and live).
+pub struct LegStatus {
+    /// Where its program runs.
+    pub hook: Hook,
+    /// The program is attached to the interface.
     pub attached: bool,
-    /// The last cut finished, and whether one is open.
+    /// The last cut finished.
     pub last_seq: u64,
     /// A cut was taken and not finished (a process died mid-cut).
     pub open_cut: bool,
@@ -409,40 +484,59 @@ pub struct PinStatus {
     pub last_cut_end: std::time::SystemTime,
 }
 
+/// What a pin set says of itself, for `status`.
+#[derive(Debug, Clone)]
+pub struct PinStatus {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// A live process holds the pins.
+    pub owner_alive: bool,
+    /// One per direction.
+    pub legs: Vec<LegStatus>,
+}
+
 /// The status of `iface`'s pins, without touching them.
 pub fn pin_status(iface: &str) -> Result<PinStatus> {
     let top = PinSet::of(iface)?;
     let manifest = top.manifest()?;
     let owner_alive = top.claim()?.is_none();
-    let set = top.direction(Direction::In);
-    let attached = set
-        .get(PIN_LINK)
-        .and_then(|l| sys::link_info(l.as_fd()).ok())
-        .is_some_and(|(_, ifindex)| ifindex != 0 && attach::ifindex(iface).ok() == Some(ifindex));
-    let ctl = set
-        .map(
-            "ctl",
-            libbpf_rs::MapType::Array,
-            4,
-            std::mem::size_of::<crate::skel::types::nl_cut_ctl>() as u32,
-            1,
-        )
-        .ok()
-        .map(crate::ctl::Ctl::from_map)
-        .and_then(|c| c.read().ok())
-        .unwrap_or_default();
-    let open_cut = ctl.phase == crate::ctl::OPEN;
-    // A watch's link is not pinned: its program lives as long as the watch.
-    let attached = match manifest.owner {
-        Owner::Watch => owner_alive,
-        Owner::Service => attached,
-    };
+    let mut legs = Vec::new();
+    for &hook in &manifest.hooks {
+        let set = top.direction(hook.direction());
+        let linked = set
+            .get(PIN_LINK)
+            .and_then(|l| sys::link_info(l.as_fd()).ok())
+            .is_some_and(|(_, ifindex)| {
+                ifindex != 0 && attach::ifindex(iface).ok() == Some(ifindex)
+            });
+        let ctl = set
+            .map(
+                "ctl",
+                libbpf_rs::MapType::Array,
+                4,
+                std::mem::size_of::<crate::skel::types::nl_cut_ctl>() as u32,
+                1,
+            )
+            .ok()
+            .map(crate::ctl::Ctl::from_map)
+            .and_then(|c| c.read().ok())
+            .unwrap_or_default();
+        let open_cut = ctl.phase == crate::ctl::OPEN;
+        legs.push(LegStatus {
+            hook,
+            // A watch's link is not pinned: its program lives as long as the watch.
+            attached: match manifest.owner {
+                Owner::Watch => owner_alive,
+                Owner::Service => linked,
+            },
+            last_seq: if open_cut { ctl.seq - 1 } else { ctl.seq },
+            open_cut,
+            last_cut_end: crate::ctl::time(if open_cut { ctl.start_ns } else { ctl.end_ns }),
+        });
+    }
     Ok(PinStatus {
         manifest,
         owner_alive,
-        attached,
-        last_seq: if open_cut { ctl.seq - 1 } else { ctl.seq },
-        open_cut,
-        last_cut_end: crate::ctl::time(if open_cut { ctl.start_ns } else { ctl.end_ns }),
+        legs,
     })
 }

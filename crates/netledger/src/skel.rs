@@ -37,7 +37,7 @@ pub(crate) use swap_skel::SwapSkelBuilder;
 /// newtype with its values as associated constants.
 pub mod types {
     pub use super::lock_skel::types::{
-        nl_bucket, nl_config, nl_count, nl_cut_ctl, nl_cut_phase, nl_exchange_req, nl_exchange_result, nl_flow_key,
+        nl_bucket, nl_config, nl_count, nl_cut_ctl, nl_cut_phase, nl_exchange_req, nl_hook, nl_exchange_result, nl_flow_key,
         nl_key_flags, nl_key_mode, nl_record, nl_record_flags, nl_slot, nl_slot_state, nl_stats,
     };
     pub use super::swap_skel::types::nl_swap_counter;
@@ -51,8 +51,8 @@ pub mod types {
     const _: () = assert!(std::mem::size_of::<nl_stats>() == 8 + 16 * NR_BUCKETS + 8 + 8);
     const _: () = assert!(std::mem::size_of::<nl_exchange_req>() == 24 + 2 * 44 + 8);
     const _: () = assert!(std::mem::size_of::<nl_record>() == 88);
-    const _: () = assert!(std::mem::size_of::<nl_config>() == 28);
-    const _: () = assert!(std::mem::size_of::<super::swap_skel::types::nl_config>() == 28);
+    const _: () = assert!(std::mem::size_of::<nl_config>() == 32);
+    const _: () = assert!(std::mem::size_of::<super::swap_skel::types::nl_config>() == 32);
     const _: () = assert!(std::mem::size_of::<nl_swap_counter>() == 32);
     const _: () = assert!(std::mem::size_of::<nl_cut_ctl>() == 48 + 2 * (16 * NR_BUCKETS + 8));
 

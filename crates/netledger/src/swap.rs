@@ -30,7 +30,7 @@ use std::time::SystemTime;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
-use crate::config::LedgerConfig;
+use crate::config::{Hook, LedgerConfig};
 use crate::ctl::{self, Ctl};
 use crate::error::{map_err, map_io_err, Result};
 use crate::load::{load_err, own_map, own_prog};
@@ -96,7 +96,7 @@ struct Gens {
 
 impl SwapBackend {
     /// Load the swap object configured by `cfg`.
-    pub fn load(cfg: &LedgerConfig) -> Result<SwapBackend> {
+    pub fn load(cfg: &LedgerConfig, hook: Hook) -> Result<SwapBackend> {
         let mut storage = MaybeUninit::uninit();
         let mut open = SwapSkelBuilder::default()
             .open(&mut storage)
@@ -106,7 +106,10 @@ impl SwapBackend {
             .rodata_data
             .as_deref_mut()
             .expect("the swap object has a .rodata section");
-        rodata.nl_cfg = cfg.raw().for_swap();
+        rodata.nl_cfg = cfg.raw_at(hook).for_swap();
+        // Only the program for this hook is loaded (and verified).
+        open.progs.nl_xdp.set_autoload(hook == Hook::Xdp);
+        open.progs.nl_tc.set_autoload(hook != Hook::Xdp);
         for map in [&mut open.maps.nl_flows_0, &mut open.maps.nl_flows_1] {
             map.set_max_entries(cfg.max_flows).map_err(load_err)?;
         }
@@ -119,7 +122,11 @@ impl SwapBackend {
             stats: [own_map(&skel.maps.nl_stats_0)?, own_map(&skel.maps.nl_stats_1)?],
         };
         Ok(SwapBackend {
-            prog: own_prog(&skel.progs.nl_xdp)?,
+            prog: if hook == Hook::Xdp {
+                own_prog(&skel.progs.nl_xdp)?
+            } else {
+                own_prog(&skel.progs.nl_tc)?
+            },
             gen,
             outer_flows: own_map(&skel.maps.nl_swap_flows)?,
             outer_stats: own_map(&skel.maps.nl_swap_stats)?,
@@ -149,8 +156,8 @@ impl SwapBackend {
 
     /// The backend pinned in `pins` by a ledger loaded with `cfg`; the inner
     /// maps are found through the outer ones.
-    pub fn open(pins: &PinSet, cfg: &LedgerConfig) -> Result<SwapBackend> {
-        let prog = pins.prog(PIN_PROG, "nl_xdp")?;
+    pub fn open(pins: &PinSet, cfg: &LedgerConfig, hook: Hook) -> Result<SwapBackend> {
+        let prog = pins.prog(PIN_PROG, crate::lock::prog_name(hook))?;
         let gen = pins.map(PIN_GEN, MapType::Array, 4, 4, 1)?;
         let outer_flows = pins.map(PIN_FLOWS, MapType::ArrayOfMaps, 4, 4, 2)?;
         let outer_stats = pins.map(PIN_STATS, MapType::ArrayOfMaps, 4, 4, 2)?;

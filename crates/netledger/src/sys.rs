@@ -260,6 +260,117 @@ pub fn xdp_link(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> io::Result<Ow
     })
 }
 
+/// Attach a tc program through a tcx link (`BPF_TCX_INGRESS` or
+/// `BPF_TCX_EGRESS`), after whatever is attached there already; it detaches
+/// when the link's last descriptor (or pin) goes. Kernels before 6.6 say
+/// EINVAL.
+pub fn tcx_link(prog: BorrowedFd<'_>, ifindex: u32, attach_type: u32) -> io::Result<OwnedFd> {
+    let opts = libbpf_sys::bpf_link_create_opts {
+        sz: size_of::<libbpf_sys::bpf_link_create_opts>() as _,
+        ..Default::default()
+    };
+    // SAFETY: plain syscall wrapper; opts is a valid, sized bpf_link_create_opts.
+    owned(unsafe { libbpf_sys::bpf_link_create(prog.as_raw_fd(), ifindex as i32, attach_type, &opts) })
+}
+
+/// Delete the clsact qdisc of `ifindex` if no filter is left on it (at
+/// ingress or egress); keep it otherwise.
+pub fn destroy_clsact_if_empty(ifindex: u32) -> io::Result<bool> {
+    // TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS / TC_H_MIN_EGRESS).
+    for parent in [0xFFFF_FFF2u32, 0xFFFF_FFF3] {
+        if tc_filters(ifindex, parent)? > 0 {
+            return Ok(false);
+        }
+    }
+    let hook = libbpf_sys::bpf_tc_hook {
+        sz: size_of::<libbpf_sys::bpf_tc_hook>() as _,
+        ifindex: ifindex as i32,
+        attach_point: libbpf_sys::BPF_TC_INGRESS | libbpf_sys::BPF_TC_EGRESS,
+        ..Default::default()
+    };
+    // SAFETY: hook is a valid, sized bpf_tc_hook; libbpf only reads it.
+    check(unsafe { libbpf_sys::bpf_tc_hook_destroy(&hook as *const _ as *mut _) })?;
+    Ok(true)
+}
+
+/// How many tc filters hang at `parent` of `ifindex` (an RTM_GETTFILTER dump
+/// over rtnetlink).
+fn tc_filters(ifindex: u32, parent: u32) -> io::Result<usize> {
+    const RTM_NEWTFILTER: u16 = 44;
+    const RTM_GETTFILTER: u16 = 46;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    // nlmsghdr (16 bytes) then tcmsg (20 bytes).
+    let mut req = [0u8; 36];
+    req[0..4].copy_from_slice(&36u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&RTM_GETTFILTER.to_ne_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    req[6..8].copy_from_slice(&flags.to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    req[16] = libc::AF_UNSPEC as u8;
+    req[20..24].copy_from_slice(&(ifindex as i32).to_ne_bytes());
+    req[28..32].copy_from_slice(&parent.to_ne_bytes());
+    // SAFETY: a plain socket(2) call; the descriptor is owned right after.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by socket(2) and nothing else owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: req is a valid buffer of its length; the kernel fills in the
+    // destination (pid 0) from a zeroed sockaddr_nl.
+    let sent = unsafe {
+        let mut addr: libc::sockaddr_nl = std::mem::zeroed();
+        addr.nl_family = libc::AF_NETLINK as u16;
+        libc::sendto(
+            sock.as_raw_fd(),
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&addr as *const libc::sockaddr_nl).cast(),
+            size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut count = 0;
+    loop {
+        // SAFETY: buf is writable for its whole length.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut off = 0usize;
+        let n = n as usize;
+        while off + 16 <= n {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
+            let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().expect("2 bytes"));
+            match ty {
+                NLMSG_DONE => return Ok(count),
+                NLMSG_ERROR => {
+                    let errno = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().expect("4 bytes"));
+                    if errno == 0 {
+                        return Ok(count);
+                    }
+                    // No clsact qdisc at all: no filters either.
+                    if -errno == libc::EINVAL || -errno == libc::ENOENT {
+                        return Ok(0);
+                    }
+                    return Err(io::Error::from_raw_os_error(-errno));
+                }
+                RTM_NEWTFILTER => count += 1,
+                _ => {}
+            }
+            if len < 16 {
+                break;
+            }
+            off += len.div_ceil(4) * 4;
+        }
+    }
+}
+
 /// The id of the XDP program attached to `ifindex` in `mode_flags` (0: any
 /// mode), if one is.
 pub fn xdp_query_id(ifindex: u32, mode_flags: u32) -> io::Result<u32> {

@@ -70,7 +70,8 @@ static __always_inline int key_eq(const struct nl_flow_key *a, const struct nl_f
  * key's live slot (evicted, or the entry was reused): the caller inserts a
  * new slot either way.
  */
-static __always_inline int add_to_live_slot(struct nl_flow_key *key, __u64 len, __u64 now)
+static __always_inline int add_to_live_slot(struct nl_flow_key *key, __u32 pkts, __u64 bytes,
+					    __u64 now)
 {
 	struct nl_slot *slot;
 	__u32 *idx, n;
@@ -89,8 +90,8 @@ static __always_inline int add_to_live_slot(struct nl_flow_key *key, __u64 len, 
 	bpf_spin_lock(&slot->lock);
 	live = slot->state == NL_SLOT_LIVE || slot->state == NL_SLOT_PENDING;
 	if (live) {
-		slot->packets += 1;
-		slot->bytes += len;
+		slot->packets += pkts;
+		slot->bytes += bytes;
 		if (!slot->first_ns)
 			slot->first_ns = now;
 		slot->last_ns = now;
@@ -104,7 +105,7 @@ static __always_inline int add_to_live_slot(struct nl_flow_key *key, __u64 len, 
  * MAP_FULL (no free slot, or the index is full), or -EEXIST if another CPU
  * published a slot for key first (the caller adds to that one).
  */
-static __always_inline long insert_slot(struct nl_flow_key *key, __u64 len, __u64 now)
+static __always_inline long insert_slot(struct nl_flow_key *key, __u32 pkts, __u64 bytes, __u64 now)
 {
 	struct nl_slot *slot;
 	__u32 n;
@@ -120,8 +121,8 @@ static __always_inline long insert_slot(struct nl_flow_key *key, __u64 len, __u6
 	 * filled without its lock; the index update publishes it.
 	 */
 	__builtin_memcpy(&slot->key, key, sizeof(*key));
-	slot->packets = 1;
-	slot->bytes = len;
+	slot->packets = pkts;
+	slot->bytes = bytes;
 	slot->first_ns = now;
 	slot->last_ns = now;
 	slot->idle = 0;
@@ -147,24 +148,24 @@ static __always_inline long insert_slot(struct nl_flow_key *key, __u64 len, __u6
 }
 
 /* Add the frame to its flow; return the bucket it ended in. */
-static __always_inline __u32 count_flow(struct nl_stats *st, struct nl_flow_key *key, __u64 len,
-					__u64 now)
+static __always_inline __u32 count_flow(struct nl_stats *st, struct nl_flow_key *key, __u32 pkts,
+					__u64 bytes, __u64 now)
 {
 	int detour = 0, i, r;
 	long ret;
 
 	for (i = 0; i < 2; i++) {
-		r = add_to_live_slot(key, len, now);
+		r = add_to_live_slot(key, pkts, bytes, now);
 		if (r > 0)
 			goto counted;
 		detour |= r < 0;
-		ret = insert_slot(key, len, now);
+		ret = insert_slot(key, pkts, bytes, now);
 		if (ret == NL_BUCKET_COUNTED)
 			goto counted;
 		if (ret != -EEXIST_)
 			return ret;
 		/* Lost the race to insert: the winner's slot is live now... */
-		r = add_to_live_slot(key, len, now);
+		r = add_to_live_slot(key, pkts, bytes, now);
 		if (r > 0)
 			goto counted;
 		/* ... unless it was evicted in between: try once more. */
@@ -178,32 +179,64 @@ counted:
 	return NL_BUCKET_COUNTED;
 }
 
+/*
+ * Account one parsed frame (or GSO/GRO packet of pkts wire frames, bytes in
+ * all): its flow if it has one, and its bucket. Everything, time included,
+ * is computed before a lock is taken.
+ */
+static __always_inline void account(__u32 bucket, struct nl_flow_key *key, __u32 pkts, __u64 bytes)
+{
+	struct nl_stats *st;
+	__u32 zero = 0;
+
+	st = bpf_map_lookup_elem(&nl_stats, &zero);
+	if (!st)
+		return;
+	account_begin(st);
+	if (bucket == NL_BUCKET_COUNTED) {
+		shape_key(key);
+		bucket = count_flow(st, key, pkts, bytes, nl_now());
+	}
+	/* Bounds the index for the verifier; every bucket returned is below it. */
+	if (bucket >= NL_NR_BUCKETS)
+		bucket = NL_BUCKET_MALFORMED;
+	account_end(st, bucket, pkts, bytes);
+}
+
+/* Ingress through XDP: every frame as the driver received it. */
 SEC("xdp.frags")
 int nl_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	/* The whole frame, every fragment of a multi-buffer one included. */
-	__u64 len = bpf_xdp_get_buff_len(ctx);
+	__u64 len = bpf_xdp_get_buff_len(ctx), hdr;
 	struct nl_flow_key key = {};
-	struct nl_stats *st;
-	__u32 zero = 0, bucket;
+	__u32 bucket;
 
-	st = bpf_map_lookup_elem(&nl_stats, &zero);
-	if (!st)
-		return XDP_PASS;
-
-	account_begin(st);
-	bucket = parse_frame(data, end, len, &key);
-	if (bucket == NL_BUCKET_COUNTED) {
-		shape_key(&key);
-		bucket = count_flow(st, &key, len, nl_now());
-	}
-	/* Bounds the index for the verifier; every bucket returned is below it. */
-	if (bucket >= NL_NR_BUCKETS)
-		bucket = NL_BUCKET_MALFORMED;
-	account_end(st, bucket, len);
+	bucket = parse_frame(data, end, len, &key, &hdr);
+	account(bucket, &key, 1, len);
 	return XDP_PASS;
+}
+
+/*
+ * Ingress or egress through tc (tcx or clsact): an skb, which may be a
+ * GSO/GRO packet of many wire frames. Never changes the packet's fate: the
+ * next program (or the default action) decides.
+ */
+SEC("tc")
+int nl_tc(struct __sk_buff *skb)
+{
+	struct nl_flow_key key = {};
+	void *data, *end;
+	__u32 bucket, pkts;
+	__u64 hdr, bytes;
+
+	tc_headers(skb, &data, &end);
+	bucket = parse_frame(data, end, skb->len, &key, &hdr);
+	tc_wire(skb, hdr, &pkts, &bytes);
+	account(bucket, &key, pkts, bytes);
+	return TC_ACT_UNSPEC;
 }
 
 /* ---------------------------------------------------------------------- */

@@ -150,12 +150,20 @@ struct nl_stats {
 	__u64 started;
 };
 
+/* Where a data path runs (nl_config.hook). */
+enum nl_hook {
+	NL_HOOK_XDP = 0,	/* ingress, XDP: every frame as the driver received it */
+	NL_HOOK_TC_INGRESS = 1, /* ingress, tc: after GRO, one skb may be many frames */
+	NL_HOOK_TC_EGRESS = 2,	/* egress, tc: before GSO/TSO, one skb may be many frames */
+};
+
 /* Load-time configuration, a `const volatile` global of the data path. */
 struct nl_config {
 	enum nl_key_mode key_mode;
 	__u32 vlan;	/* non-zero: the outer VLAN id is part of the key */
 	__u32 mask4;	/* IPv4 prefix mask, network byte order */
 	__u32 mask6[4]; /* IPv6 prefix mask, network byte order */
+	enum nl_hook hook;
 };
 
 /* nl_cut_ctl.phase */
@@ -200,6 +208,7 @@ struct nl_btf_anchor {
 	enum nl_exchange_result exchange_result;
 	enum nl_cut_phase cut_phase;
 	struct nl_cut_ctl cut_ctl;
+	enum nl_hook hook;
 };
 
 #endif /* NETLEDGER_H */

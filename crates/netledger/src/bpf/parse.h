@@ -7,6 +7,7 @@
 #define NETLEDGER_PARSE_H
 
 #include <linux/bpf.h>
+#include <linux/pkt_cls.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
@@ -63,22 +64,28 @@ struct vlan_tag {
 /*
  * Fill ports or ICMP type/code from the L4 header at l4. l4_len is what the
  * IP header says follows: the L4 header must fit in it as well as in the
- * frame, or Ethernet padding would be read as its fields.
+ * frame, or Ethernet padding would be read as its fields. *hdr becomes the
+ * headers' length (L2 to the end of the L4 header, from l4_off): what every
+ * segment of a GSO/GRO packet repeats.
  */
 static __always_inline __u32 parse_l4(void *l4, void *end, __u64 l4_len, __u8 proto,
-				      struct nl_flow_key *key)
+				      struct nl_flow_key *key, __u64 l4_off, __u64 *hdr)
 {
 	__u8 *p = l4;
 
+	*hdr = l4_off;
 	switch (proto) {
 	case IPPROTO_TCP:
 		if (l4 + 20 > end || l4_len < 20)
 			return NL_BUCKET_MALFORMED;
+		/* The data offset counts options, which every segment carries too. */
+		*hdr = l4_off + ((p[12] >> 4) < 5 ? 20 : (p[12] >> 4) * 4);
 		break;
 	case IPPROTO_UDP:
 	case IPPROTO_UDPLITE:
 		if (l4 + 8 > end || l4_len < 8)
 			return NL_BUCKET_MALFORMED;
+		*hdr = l4_off + 8;
 		break;
 	case IPPROTO_SCTP:
 		if (l4 + 12 > end || l4_len < 12)
@@ -101,7 +108,8 @@ static __always_inline __u32 parse_l4(void *l4, void *end, __u64 l4_len, __u8 pr
 	return NL_BUCKET_COUNTED;
 }
 
-static __always_inline __u32 parse_ipv4(void *pos, void *end, __u64 l3_len, struct nl_flow_key *key)
+static __always_inline __u32 parse_ipv4(void *pos, void *end, __u64 l3_len, struct nl_flow_key *key,
+					__u64 l3_off, __u64 *hdr)
 {
 	struct iphdr *ip = pos;
 	__u32 hlen;
@@ -127,7 +135,8 @@ static __always_inline __u32 parse_ipv4(void *pos, void *end, __u64 l3_len, stru
 		key->flags |= NL_KEY_F_FRAGMENT;
 		return NL_BUCKET_COUNTED;
 	}
-	return parse_l4(pos + hlen, end, bpf_ntohs(ip->tot_len) - hlen, ip->protocol, key);
+	return parse_l4(pos + hlen, end, bpf_ntohs(ip->tot_len) - hlen, ip->protocol, key,
+			l3_off + hlen, hdr);
 }
 
 static __always_inline int ipv6_is_ext(__u8 nexthdr)
@@ -136,7 +145,8 @@ static __always_inline int ipv6_is_ext(__u8 nexthdr)
 	       nexthdr == IPV6_FRAGMENT;
 }
 
-static __always_inline __u32 parse_ipv6(void *pos, void *end, __u64 l3_len, struct nl_flow_key *key)
+static __always_inline __u32 parse_ipv6(void *pos, void *end, __u64 l3_len, struct nl_flow_key *key,
+					__u64 l3_off, __u64 *hdr)
 {
 	struct ipv6hdr *ip6 = pos;
 	__u64 limit, off = 0, hlen;
@@ -191,11 +201,15 @@ static __always_inline __u32 parse_ipv6(void *pos, void *end, __u64 l3_len, stru
 	if (off > limit)
 		return NL_BUCKET_MALFORMED;
 	key->proto = nexthdr;
-	return parse_l4(pos, end, limit - off, nexthdr, key);
+	return parse_l4(pos, end, limit - off, nexthdr, key, l3_off + sizeof(*ip6) + off, hdr);
 }
 
-/* Parse the frame into key; return the bucket it belongs to. */
-static __always_inline __u32 parse_frame(void *data, void *end, __u64 len, struct nl_flow_key *key)
+/*
+ * Parse the frame into key; return the bucket it belongs to. *hdr becomes the
+ * length of the headers up to the L4 payload (0 if it never got that far).
+ */
+static __always_inline __u32 parse_frame(void *data, void *end, __u64 len, struct nl_flow_key *key,
+					 __u64 *hdr)
 {
 	struct ethhdr *eth = data;
 	void *pos = eth + 1;
@@ -203,6 +217,7 @@ static __always_inline __u32 parse_frame(void *data, void *end, __u64 len, struc
 	__u16 proto;
 	int i;
 
+	*hdr = 0;
 	if (pos > end)
 		return NL_BUCKET_MALFORMED;
 	proto = eth->h_proto;
@@ -229,9 +244,9 @@ static __always_inline __u32 parse_frame(void *data, void *end, __u64 len, struc
 	l3_off = sizeof(*eth) + i * sizeof(struct vlan_tag);
 	l3_len = len > l3_off ? len - l3_off : 0;
 	if (proto == bpf_htons(ETH_P_IP))
-		return parse_ipv4(pos, end, l3_len, key);
+		return parse_ipv4(pos, end, l3_len, key, l3_off, hdr);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return parse_ipv6(pos, end, l3_len, key);
+		return parse_ipv6(pos, end, l3_len, key, l3_off, hdr);
 	return NL_BUCKET_NON_IP;
 }
 
@@ -278,14 +293,58 @@ static __always_inline void account_begin(struct nl_stats *st)
 	compiler_barrier();
 }
 
-static __always_inline void account_end(struct nl_stats *st, __u32 bucket, __u64 len)
+static __always_inline void account_end(struct nl_stats *st, __u32 bucket, __u32 pkts, __u64 bytes)
 {
-	st->bucket[NL_BUCKET_SEEN].packets += 1;
-	st->bucket[NL_BUCKET_SEEN].bytes += len;
-	st->bucket[bucket].packets += 1;
-	st->bucket[bucket].bytes += len;
+	st->bucket[NL_BUCKET_SEEN].packets += pkts;
+	st->bucket[NL_BUCKET_SEEN].bytes += bytes;
+	st->bucket[bucket].packets += pkts;
+	st->bucket[bucket].bytes += bytes;
 	compiler_barrier();
 	*(volatile __u64 *)&st->done = st->done + 1;
+}
+
+/* Headers a tc program wants in the linear part of an skb before parsing. */
+#define NL_PULL 256
+
+/*
+ * What a tc program's skb is on the wire: one frame, or a GSO/GRO packet of
+ * gso_segs frames that each repeat the headers (hdr bytes, from the parse).
+ * At egress the kernel has worked this out already (wire_len: the qdisc
+ * packet length, each segment's headers counted; encapsulation included);
+ * at ingress after GRO it has not, and it is the packet's length plus the
+ * headers of every segment but the first.
+ */
+static __always_inline void tc_wire(struct __sk_buff *skb, __u64 hdr, __u32 *pkts, __u64 *bytes)
+{
+	__u32 segs = skb->gso_segs;
+	__u64 len = skb->len;
+
+	*pkts = 1;
+	*bytes = len;
+	if (segs <= 1)
+		return;
+	*pkts = segs;
+	if (nl_cfg.hook == NL_HOOK_TC_EGRESS && skb->wire_len >= len)
+		*bytes = skb->wire_len;
+	else if (hdr)
+		*bytes = len + (__u64)(segs - 1) * hdr;
+}
+
+/*
+ * The linear part of a tc program's skb, with the headers pulled into it if
+ * they were not (this moves bytes within the skb; the packet is unchanged).
+ */
+static __always_inline void tc_headers(struct __sk_buff *skb, void **data, void **end)
+{
+	__u32 want = skb->len < NL_PULL ? skb->len : NL_PULL;
+
+	*data = (void *)(long)skb->data;
+	*end = (void *)(long)skb->data_end;
+	if (*data + want > *end) {
+		bpf_skb_pull_data(skb, want);
+		*data = (void *)(long)skb->data;
+		*end = (void *)(long)skb->data_end;
+	}
 }
 
 #endif /* NETLEDGER_PARSE_H */

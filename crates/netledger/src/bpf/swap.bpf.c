@@ -89,16 +89,18 @@ struct {
 #define EEXIST_ 17
 
 /*
- * Add the frame to key's counters in flows; return the bucket it ended in.
- * Each CPU adds only to its own copy of a value, so plain additions are
- * exact: nobody else writes that copy while this generation is live, and
- * nobody reads it until a grace period after it stopped being live.
+ * Add a frame (pkts wire frames of bytes in all, for a GSO/GRO skb) to key's
+ * counters in flows; return the bucket it ended in. Each CPU adds only to
+ * its own copy of a value, so plain additions are exact: nobody else writes
+ * that copy while this generation is live, and nobody reads it until a
+ * grace period after it stopped being live.
  */
-static __always_inline __u32 count_flow(void *flows, struct nl_flow_key *key, __u64 len, __u64 now)
+static __always_inline __u32 count_flow(void *flows, struct nl_flow_key *key, __u32 pkts,
+					__u64 bytes, __u64 now)
 {
 	struct nl_swap_counter *c, first = {
-		.packets = 1,
-		.bytes = len,
+		.packets = pkts,
+		.bytes = bytes,
 		.first_ns = now,
 		.last_ns = now,
 	};
@@ -122,50 +124,81 @@ static __always_inline __u32 count_flow(void *flows, struct nl_flow_key *key, __
 		if (!c)
 			return NL_BUCKET_EVICT_RACE;
 	}
-	c->packets += 1;
-	c->bytes += len;
+	c->packets += pkts;
+	c->bytes += bytes;
 	if (!c->first_ns)
 		c->first_ns = now;
 	c->last_ns = now;
 	return NL_BUCKET_COUNTED;
 }
 
+/*
+ * Account one parsed frame (or GSO/GRO packet) in the live generation: its
+ * flow if it has one, and its bucket. Everything was computed before; one
+ * reading of the generation decides where the whole of it goes.
+ */
+static __always_inline void account(__u32 bucket, struct nl_flow_key *key, __u32 pkts, __u64 bytes)
+{
+	__u64 now = nl_now();
+	struct nl_stats *st;
+	void *flows, *stats;
+	__u32 zero = 0, gen, *g;
+
+	if (bucket == NL_BUCKET_COUNTED)
+		shape_key(key);
+	g = bpf_map_lookup_elem(&nl_gen, &zero);
+	if (!g)
+		return;
+	gen = *(volatile __u32 *)g & 1;
+	flows = bpf_map_lookup_elem(&nl_swap_flows, &gen);
+	stats = bpf_map_lookup_elem(&nl_swap_stats, &gen);
+	if (!flows || !stats)
+		return;
+	st = bpf_map_lookup_elem(stats, &zero);
+	if (!st)
+		return;
+
+	account_begin(st);
+	if (bucket == NL_BUCKET_COUNTED)
+		bucket = count_flow(flows, key, pkts, bytes, now);
+	/* Bounds the index for the verifier; every bucket returned is below it. */
+	if (bucket >= NL_NR_BUCKETS)
+		bucket = NL_BUCKET_MALFORMED;
+	account_end(st, bucket, pkts, bytes);
+}
+
+/* Ingress through XDP: every frame as the driver received it. */
 SEC("xdp.frags")
 int nl_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	/* The whole frame, every fragment of a multi-buffer one included. */
-	__u64 len = bpf_xdp_get_buff_len(ctx);
-	__u64 now = nl_now();
+	__u64 len = bpf_xdp_get_buff_len(ctx), hdr;
 	struct nl_flow_key key = {};
-	struct nl_stats *st;
-	void *flows, *stats;
-	__u32 zero = 0, gen, *g, bucket;
+	__u32 bucket;
 
-	bucket = parse_frame(data, end, len, &key);
-	if (bucket == NL_BUCKET_COUNTED)
-		shape_key(&key);
-
-	/* One reading of the generation decides where the whole frame goes. */
-	g = bpf_map_lookup_elem(&nl_gen, &zero);
-	if (!g)
-		return XDP_PASS;
-	gen = *(volatile __u32 *)g & 1;
-	flows = bpf_map_lookup_elem(&nl_swap_flows, &gen);
-	stats = bpf_map_lookup_elem(&nl_swap_stats, &gen);
-	if (!flows || !stats)
-		return XDP_PASS;
-	st = bpf_map_lookup_elem(stats, &zero);
-	if (!st)
-		return XDP_PASS;
-
-	account_begin(st);
-	if (bucket == NL_BUCKET_COUNTED)
-		bucket = count_flow(flows, &key, len, now);
-	/* Bounds the index for the verifier; every bucket returned is below it. */
-	if (bucket >= NL_NR_BUCKETS)
-		bucket = NL_BUCKET_MALFORMED;
-	account_end(st, bucket, len);
+	bucket = parse_frame(data, end, len, &key, &hdr);
+	account(bucket, &key, 1, len);
 	return XDP_PASS;
+}
+
+/*
+ * Ingress or egress through tc (tcx or clsact): an skb, which may be a
+ * GSO/GRO packet of many wire frames. Never changes the packet's fate: the
+ * next program (or the default action) decides.
+ */
+SEC("tc")
+int nl_tc(struct __sk_buff *skb)
+{
+	struct nl_flow_key key = {};
+	void *data, *end;
+	__u32 bucket, pkts;
+	__u64 hdr, bytes;
+
+	tc_headers(skb, &data, &end);
+	bucket = parse_frame(data, end, skb->len, &key, &hdr);
+	tc_wire(skb, hdr, &pkts, &bytes);
+	account(bucket, &key, pkts, bytes);
+	return TC_ACT_UNSPEC;
 }
