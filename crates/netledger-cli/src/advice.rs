@@ -27,9 +27,9 @@ pub fn advice(e: &Error) -> Option<String> {
         }
         Error::InterfaceNotFound { .. } => "list interfaces with `ip link`".into(),
         Error::XdpModeUnsupported { .. } => "use --xdp-mode generic (or auto)".into(),
-        Error::XdpBusy { iface } => format!(
-            "detach it (`ip link set dev {iface} xdp off`) or pick the same --xdp-mode"
-        ),
+        Error::XdpBusy { iface } => {
+            format!("detach it (`ip link set dev {iface} xdp off`) or pick the same --xdp-mode")
+        }
         Error::NoKernelBtf { .. } => {
             "netledger needs a kernel built with CONFIG_DEBUG_INFO_BTF=y".into()
         }
@@ -48,9 +48,9 @@ pub fn advice(e: &Error) -> Option<String> {
         Error::NotRunning { iface } => {
             format!("start one with `netledger watch --iface {iface} --strategy lock`")
         }
-        Error::AlreadyRunning { iface, .. } => format!(
-            "stop it first, or reset its counters with `netledger reset --iface {iface}`"
-        ),
+        Error::AlreadyRunning { iface, .. } => {
+            format!("stop it first, or reset its counters with `netledger reset --iface {iface}`")
+        }
         Error::StalePin { path } => {
             format!("remove them with `rm -r {path}` (a new `netledger watch` also clears them)")
         }

@@ -15,7 +15,7 @@ use etherparse::PacketBuilder;
 use netledger::{Bucket, Count, FlowKey, KeyMode, Ledger, LedgerConfig, XdpMode, L4};
 use netledger_lab::netns::{self, Ipv6Mode, NetNs, RawSocket};
 
-use crate::{DemoArgs, Format};
+use crate::cli::{DemoArgs, Format};
 
 const SRC_MAC: [u8; 6] = [0x02, 0x6e, 0x6c, 0x00, 0x00, 0x02];
 const DST_MAC: [u8; 6] = [0x02, 0x6e, 0x6c, 0x00, 0x00, 0x01];
@@ -263,12 +263,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
 
     {
         let stdout = io::stdout();
-        let mut sink = netledger_sinks::text_sink(
-            args.format.into(),
-            stdout.lock(),
-            &cfg,
-            Some(usize::MAX),
-        );
+        let mut sink =
+            netledger_sinks::text_sink(args.format.into(), stdout.lock(), &cfg, Some(usize::MAX));
         sink.interval(&interval)
             .and_then(|()| sink.close())
             .map_err(|e| anyhow::anyhow!(e))

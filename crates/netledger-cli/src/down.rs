@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use netledger::{Direction, Service};
+use netledger::Service;
 use netledger_sinks::store::{Access, LedgerInfo, Store};
 
 pub fn run(ifaces: Vec<String>, db: &std::path::Path) -> Result<ExitCode> {
@@ -12,7 +12,10 @@ pub fn run(ifaces: Vec<String>, db: &std::path::Path) -> Result<ExitCode> {
     let ifaces = if ifaces.is_empty() {
         let all = netledger::pinned_interfaces();
         if all.is_empty() {
-            anyhow::bail!("netledger is not counting on any interface in this network namespace (no pins under {}/netledger)", netledger::BPFFS);
+            anyhow::bail!(
+                "netledger is not counting on any interface in this network namespace (no pins under {}/netledger)",
+                netledger::BPFFS
+            );
         }
         all
     } else {
@@ -23,29 +26,39 @@ pub fn run(ifaces: Vec<String>, db: &std::path::Path) -> Result<ExitCode> {
     for iface in ifaces {
         let service = Service::open_for_down(&iface)?;
         let m = service.manifest().clone();
-        let ledger_id = store.ledger(&LedgerInfo::new(&m.instance, &iface, Direction::In, &m.config))?;
         let detached = service.detach()?;
-        let ledger = detached.ledger();
-        // A cut a killed process left open first, then everything since.
-        let mut last = None;
-        loop {
-            let reopened = ledger.has_open_cut()?;
-            let cut = ledger.take_cut()?;
-            store
-                .commit(ledger_id, &cut.interval)
-                .with_context(|| format!("committing the last counts of {iface}; nothing was removed"))?;
-            ledger.finish_cut(&cut)?;
-            last = Some(cut.interval);
-            if !reopened {
-                break;
-            }
+        let mut summary = Vec::new();
+        for leg in detached.legs() {
+            let ledger = leg.ledger();
+            let id = store.ledger(&LedgerInfo::new(
+                &m.instance,
+                &iface,
+                ledger.direction(),
+                &m.config,
+            ))?;
+            // A cut a killed process left open first, then everything since.
+            let last = loop {
+                let reopened = ledger.has_open_cut()?;
+                let cut = ledger.take_cut()?;
+                store.commit(id, &cut.interval).with_context(|| {
+                    format!("committing the last counts of {iface}; nothing was removed")
+                })?;
+                ledger.finish_cut(&cut)?;
+                if !reopened {
+                    break cut.interval;
+                }
+            };
+            summary.push(format!(
+                "{} cut {} ({} packets)",
+                last.dir,
+                last.seq,
+                last.buckets.get(netledger::Bucket::Seen).packets
+            ));
         }
-        let last = last.expect("at least one cut");
         detached.remove();
         eprintln!(
-            "netledger: {iface}: detached; last cut {} committed ({} packets), pins removed",
-            last.seq,
-            last.buckets.get(netledger::Bucket::Seen).packets
+            "netledger: {iface}: detached; last cuts committed ({}), pins removed",
+            summary.join(", ")
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use anyhow::Result;
 use netledger::{Bucket, Buckets, Count, Direction, Interval, KeySelector, Ledger};
 
-use crate::ResetArgs;
+use crate::cli::ResetArgs;
 
 pub fn run(args: ResetArgs) -> Result<ExitCode> {
     let ledger = Ledger::open_pinned(&args.iface)?;

@@ -1,6 +1,7 @@
-//! `netledger run`: the service. Counts on every configured interface around
-//! the clock, cuts every interval, commits each cut to the history store
-//! *before* it clears the kernel's copy, and hands it to the other sinks.
+//! `netledger run`: the service. Counts on every configured interface (and
+//! direction) around the clock, cuts every interval, commits each cut to
+//! the history store *before* it clears the kernel's copy, then hands it to
+//! the other sinks (metrics, IPFIX, JSON lines, the control socket).
 //!
 //! The kernel side keeps counting whether or not this process runs: the
 //! programs, maps and links are pinned, and the next `run` adopts them and
@@ -13,11 +14,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use netledger::{LinkState, Service, Sink, Started};
+use netledger::{AttachOptions, LinkState, Service, Sink, Started};
+use netledger_sinks::jsonl::JsonLines;
 use netledger_sinks::store::{Access, Committed, LedgerId, LedgerInfo, Store};
 
+use crate::exports::Exports;
 use crate::settings::Settings;
 use crate::signals::{install_stop_handlers, sleep_until, stop_requested};
+use crate::socket::{self, Hello};
 
 /// Test hooks, read once: a pause inside every cut (to widen the windows a
 /// crash test kills in) and the wrong order (clear before commit), which a
@@ -48,7 +52,8 @@ impl Faults {
 /// One interface the service counts on.
 struct Counted {
     service: Service,
-    ledger_id: LedgerId,
+    /// One store ledger per leg (direction), in the service's order.
+    ledger_ids: Vec<LedgerId>,
     /// The link was last seen gone (log once per change).
     gone: bool,
     /// The last store error was logged (log once until it clears).
@@ -60,16 +65,14 @@ fn log(iface: &str, what: impl std::fmt::Display) {
     let _ = writeln!(io::stderr(), "netledger: {iface}: {what}");
 }
 
-pub struct RunOptions {
-    pub settings: Settings,
-    /// Also write every interval to stdout as JSON lines.
-    pub jsonl: bool,
-    /// A line per cut on stderr.
-    pub verbose: bool,
+/// The other sinks of every committed interval.
+struct After {
+    exports: Exports,
+    jsonl: Option<JsonLines<io::Stdout>>,
+    socket: Option<socket::Server>,
 }
 
-pub fn run(opts: RunOptions) -> Result<ExitCode> {
-    let s = &opts.settings;
+pub fn run(s: Settings, _: (), verbose: bool) -> Result<ExitCode> {
     crate::settings::check_interfaces(&s.interfaces)?;
     s.ledger.validate()?;
     netledger::preflight()?;
@@ -79,17 +82,43 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
         .with_context(|| format!("opening the store {}", s.db.display()))?;
     install_stop_handlers()?;
     let faults = Faults::from_env();
+    let mut exports = Exports::start(&s.exports, s.ledger.strategy)?;
 
     let mut counted = Vec::new();
+    let opts = AttachOptions {
+        xdp: s.xdp_mode,
+        ..Default::default()
+    };
     for iface in &s.interfaces {
-        let (service, started) = Service::start(iface, &s.ledger, s.xdp_mode)?;
+        let hooks = s.direction.hooks(s.hook, iface);
+        let (service, started) = Service::start(iface, &s.ledger, &hooks, opts)?;
         let m = service.manifest().clone();
-        let ledger_id = store.ledger(&LedgerInfo::new(&m.instance, iface, netledger::Direction::In, &m.config))?;
+        let mut ledger_ids = Vec::new();
+        for leg in service.legs() {
+            let dir = leg.ledger().direction();
+            let id = store.ledger(&LedgerInfo::new(&m.instance, iface, dir, &m.config))?;
+            if let Some(metrics) = &mut exports.metrics {
+                // Counters continue from what the store holds: they never go back.
+                let mut total = netledger::Buckets::default();
+                for (other, info) in store.ledgers()? {
+                    if info.iface == *iface && info.dir == dir {
+                        total.add(&store.totals(other)?.1);
+                    }
+                }
+                metrics.seed(iface, dir, total);
+            }
+            ledger_ids.push(id);
+        }
+        let hooks: Vec<String> = hooks
+            .iter()
+            .map(|h| format!("{} via {}", h.direction(), h.name()))
+            .collect();
         match started {
             Started::Fresh => log(
                 iface,
                 format_args!(
-                    "attached ({}; store {})",
+                    "attached ({}; {}; store {})",
+                    hooks.join(", "),
                     netledger::describe(&m.config),
                     s.db.display()
                 ),
@@ -97,29 +126,70 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
             Started::Adopted => log(
                 iface,
                 format_args!(
-                    "adopted the pinned ledger (last cut {}; {})",
-                    service.ledger().last_seq()?,
+                    "adopted the pinned ledgers ({}; last cut {}; {})",
+                    hooks.join(", "),
+                    service.legs()[0].ledger().last_seq()?,
                     netledger::describe(&m.config)
                 ),
             ),
         }
         counted.push(Counted {
             service,
-            ledger_id,
+            ledger_ids,
             gone: false,
             store_failing: false,
         });
     }
+    let hello = Hello {
+        kind: "hello".into(),
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        since_ns: socket::ns(SystemTime::now()),
+        interval_ms: s.interval.as_millis() as u64,
+        strategy: s.ledger.strategy.to_string(),
+        ledgers: counted
+            .iter()
+            .flat_map(|c| {
+                c.service.legs().iter().map(|l| {
+                    (
+                        c.service.manifest().iface.clone(),
+                        l.ledger().direction().to_string(),
+                        l.ledger().hook().name().to_string(),
+                    )
+                })
+            })
+            .collect(),
+    };
+    let socket = match socket::Server::start(&s.socket, hello) {
+        Ok(srv) => Some(srv),
+        Err(e) => {
+            log(
+                "socket",
+                format_args!(
+                    "{}; `netledger top` will attach on its own",
+                    crate::one_line(&e)
+                ),
+            );
+            None
+        }
+    };
+    let mut after = After {
+        exports,
+        jsonl: s.jsonl.then(|| JsonLines::new(io::stdout(), None)),
+        socket,
+    };
     notify_ready();
 
-    let mut jsonl = opts
-        .jsonl
-        .then(|| netledger_sinks::jsonl::JsonLines::new(io::stdout(), None));
     // A cut a killed process left open is finished first, before the next.
     for c in &mut counted {
-        if c.service.ledger().has_open_cut()? {
-            log(c.service.manifest().iface.as_str(), "finishing the cut a previous process left open");
-            cut_once(c, &mut store, &faults, jsonl.as_mut(), opts.verbose);
+        for i in 0..c.service.legs().len() {
+            if c.service.legs()[i].ledger().has_open_cut()? {
+                log(
+                    &c.service.manifest().iface,
+                    "finishing the cut a previous process left open",
+                );
+                cut_once(c, i, &mut store, &faults, &mut after, verbose);
+            }
         }
     }
 
@@ -131,13 +201,18 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
         sleep_until(started + s.interval * ticks);
         let stopping = stop_requested();
         for c in &mut counted {
-            check_link(c);
-            cut_once(c, &mut store, &faults, jsonl.as_mut(), opts.verbose);
+            check_links(c);
+            for i in 0..c.service.legs().len() {
+                cut_once(c, i, &mut store, &faults, &mut after, verbose);
+            }
         }
         if last_prune.elapsed() >= Duration::from_secs(3600) {
             last_prune = Instant::now();
             if let Err(e) = store.prune(SystemTime::now(), s.retention, None) {
-                log("store", format_args!("pruning old flow records failed: {e}"));
+                log(
+                    "store",
+                    format_args!("pruning old flow records failed: {e}"),
+                );
             }
         }
         if stopping {
@@ -154,9 +229,9 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
 }
 
 /// Re-attach when the interface came back; log when it went.
-fn check_link(c: &mut Counted) {
+fn check_links(c: &mut Counted) {
     let iface = c.service.manifest().iface.clone();
-    match c.service.check_link() {
+    match c.service.check_links() {
         Ok(LinkState::Attached) => {}
         Ok(LinkState::Gone) => {
             if !c.gone {
@@ -168,55 +243,72 @@ fn check_link(c: &mut Counted) {
             log(&iface, "interface back: attached again");
             c.gone = false;
         }
-        Err(e) => log(&iface, format_args!("attaching again failed: {}", crate::one_line_of(&e.into()))),
+        Err(e) => log(
+            &iface,
+            format_args!("attaching again failed: {}", crate::one_line(&e.into())),
+        ),
     }
 }
 
-/// One cut: take it, commit it, clear it, then the other sinks. A cut the
-/// store refuses stays open in the kernel (which keeps counting) and is
-/// taken again at the next tick.
+/// One cut of leg `leg`: take it, commit it, clear it, then the other sinks.
+/// A cut the store refuses stays open in the kernel (which keeps counting)
+/// and is taken again at the next tick.
 fn cut_once(
     c: &mut Counted,
+    leg: usize,
     store: &mut Store,
     faults: &Faults,
-    jsonl: Option<&mut netledger_sinks::jsonl::JsonLines<io::Stdout>>,
+    after: &mut After,
     verbose: bool,
 ) {
-    let ledger = c.service.ledger();
+    let ledger = c.service.legs()[leg].ledger();
     let iface = c.service.manifest().iface.clone();
+    let took = Instant::now();
     let cut = match ledger.take_cut() {
         Ok(cut) => cut,
         Err(e) => {
-            log(&iface, format_args!("cut failed: {}", crate::one_line_of(&e.into())));
+            log(
+                &iface,
+                format_args!("cut failed: {}", crate::one_line(&e.into())),
+            );
             return;
         }
     };
+    let seq = cut.interval.seq;
     faults.pause();
     if faults.clear_first {
         // The wrong order, for tests only: what is cleared before it is
         // committed is lost if the process dies in between.
         if let Err(e) = ledger.finish_cut(&cut) {
-            log(&iface, format_args!("clearing cut {} failed: {e}", cut.interval.seq));
+            log(&iface, format_args!("clearing cut {seq} failed: {e}"));
             return;
         }
         faults.pause();
     }
-    match store.commit(c.ledger_id, &cut.interval) {
+    match store.commit(c.ledger_ids[leg], &cut.interval) {
         Ok(done) => {
             if c.store_failing {
                 log(&iface, "store writable again: committed what was waiting");
                 c.store_failing = false;
             }
-            if verbose {
-                let what = match done {
-                    Committed::New => "committed",
-                    Committed::AlreadyThere => "already committed",
-                };
+            if let Committed::AlreadyThere { same_counts: false } = done {
                 log(
                     &iface,
                     format_args!(
-                        "cut {} {what}: {} flows, {} packets",
-                        cut.interval.seq,
+                        "cut {seq} was committed before with other counts; the stored one is kept"
+                    ),
+                );
+            }
+            if verbose {
+                log(
+                    &iface,
+                    format_args!(
+                        "{} cut {seq} {}: {} flows, {} packets",
+                        cut.interval.dir,
+                        match done {
+                            Committed::AlreadyThere { .. } => "already committed",
+                            _ => "committed",
+                        },
                         cut.interval.flows.len(),
                         cut.interval.buckets.get(netledger::Bucket::Seen).packets
                     ),
@@ -228,8 +320,7 @@ fn cut_once(
                 log(
                     &iface,
                     format_args!(
-                        "store: committing cut {} failed: {e}; the kernel keeps counting and the cut is retried every interval",
-                        cut.interval.seq
+                        "store: committing cut {seq} failed: {e}; the kernel keeps counting and the cut is retried every interval"
                     ),
                 );
                 c.store_failing = true;
@@ -240,16 +331,24 @@ fn cut_once(
     faults.pause();
     if !faults.clear_first {
         if let Err(e) = ledger.finish_cut(&cut) {
-            log(&iface, format_args!("clearing cut {} failed: {e}; retried next interval", cut.interval.seq));
+            log(
+                &iface,
+                format_args!("clearing cut {seq} failed: {e}; retried next interval"),
+            );
             return;
         }
     }
-    if let Some(sink) = jsonl {
+    after.exports.cut_took(took.elapsed());
+    after.exports.interval(&cut.interval);
+    if let Some(sink) = &mut after.jsonl {
         if let Err(e) = sink.interval(&cut.interval) {
             if !netledger_sinks::text::is_broken_pipe(&e) {
                 log(&iface, format_args!("writing JSON lines failed: {e}"));
             }
         }
+    }
+    if let Some(srv) = &after.socket {
+        srv.publish(&cut.interval);
     }
 }
 

@@ -10,6 +10,8 @@ use anyhow::{bail, Context, Result};
 use netledger::{KeyMode, LedgerConfig, Strategy, XdpMode};
 use serde::Deserialize;
 
+use crate::cli::{DirectionArg, ExportOpts, HookArg, RunArgs};
+
 /// The default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/netledger/netledger.toml";
 /// The default history store.
@@ -43,6 +45,18 @@ pub struct FileSettings {
     pub retention: Option<String>,
     /// XDP attach mode: auto, native or generic.
     pub xdp_mode: Option<String>,
+    /// in, out or both.
+    pub direction: Option<String>,
+    /// Where ingress is counted: auto, xdp or tc.
+    pub hook: Option<String>,
+    /// Prometheus endpoint address.
+    pub metrics: Option<String>,
+    /// Per-flow series for the top N keys.
+    pub metrics_flows: Option<usize>,
+    /// IPFIX collectors, udp://HOST:PORT or tcp://HOST:PORT.
+    pub ipfix: Option<Vec<String>>,
+    /// The control socket.
+    pub socket: Option<PathBuf>,
 }
 
 impl FileSettings {
@@ -57,14 +71,18 @@ impl FileSettings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
                 return Ok(FileSettings::default())
             }
-            Err(e) => {
-                return Err(e).with_context(|| format!("reading {}", path.display()))
-            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         toml::from_str(&text).map_err(|e| {
+            // The line number and the line itself: wrong types are reported
+            // at the value, so the line names the key.
             let at = e
                 .span()
-                .map(|s| format!(" at line {}", text[..s.start].lines().count().max(1)))
+                .map(|s| {
+                    let n = text[..s.start].matches('\n').count();
+                    let line = text.lines().nth(n).unwrap_or("").trim();
+                    format!(" at line {} (`{line}`)", n + 1)
+                })
                 .unwrap_or_default();
             anyhow::anyhow!(
                 "{}{at}: {}; fix the file or pass another with --config",
@@ -75,15 +93,112 @@ impl FileSettings {
     }
 }
 
+/// The default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/netledger/netledger.sock";
+
 /// Everything `run` needs, resolved.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub interfaces: Vec<String>,
     pub ledger: LedgerConfig,
+    pub direction: DirectionArg,
+    pub hook: HookArg,
     pub interval: Duration,
     pub db: PathBuf,
     pub retention: Duration,
     pub xdp_mode: XdpMode,
+    pub socket: PathBuf,
+    pub exports: ExportOpts,
+    pub jsonl: bool,
+}
+
+/// `run`'s flags over the configuration file over the defaults.
+pub fn resolve(a: RunArgs) -> Result<(Settings, ())> {
+    let f = FileSettings::load(a.config.as_deref())?;
+    let ledger = LedgerConfig {
+        key_mode: a.key.map(KeyMode::from).or(f.key).unwrap_or_default(),
+        vlan: a.vlan || f.vlan.unwrap_or(false),
+        prefix4: a.prefix4.or(f.prefix4),
+        prefix6: a.prefix6.or(f.prefix6),
+        max_flows: a.max_flows.or(f.max_flows).unwrap_or(65536),
+        strategy: a
+            .strategy
+            .map(Strategy::from)
+            .or(f.strategy)
+            .unwrap_or_default(),
+        idle_cuts: a.evict_idle.or(f.evict_idle).unwrap_or(5),
+    };
+    let value = |what: &str, v: &str, choices: &[&str]| -> Result<usize> {
+        choices.iter().position(|c| *c == v).ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid {what} {v:?} in the configuration file (expected {})",
+                choices.join(", ")
+            )
+        })
+    };
+    let direction = match (a.direction, f.direction.as_deref()) {
+        (Some(d), _) => d,
+        (None, Some(v)) => [DirectionArg::In, DirectionArg::Out, DirectionArg::Both]
+            [value("direction", v, &["in", "out", "both"])?],
+        (None, None) => DirectionArg::In,
+    };
+    let hook = match (a.hook, f.hook.as_deref()) {
+        (Some(h), _) => h,
+        (None, Some(v)) => {
+            [HookArg::Auto, HookArg::Xdp, HookArg::Tc][value("hook", v, &["auto", "xdp", "tc"])?]
+        }
+        (None, None) => HookArg::Auto,
+    };
+    let xdp_mode = match (a.xdp_mode, f.xdp_mode.as_deref()) {
+        (Some(m), _) => m.into(),
+        (None, Some(v)) => parse_xdp_mode(v)?,
+        (None, None) => XdpMode::Auto,
+    };
+    let interval = match (a.interval, f.interval.as_deref()) {
+        (Some(d), _) => d,
+        (None, Some(v)) => parse_interval(v)
+            .map_err(|e| anyhow::anyhow!("interval in the configuration file: {e}"))?,
+        (None, None) => Duration::from_secs(10),
+    };
+    let retention = match a.retention.as_deref().or(f.retention.as_deref()) {
+        Some(v) => parse_duration_in(v, 60.0, 10.0 * 365.0 * 86400.0)
+            .map_err(|e| anyhow::anyhow!("retention: {e}"))?,
+        None => Duration::from_secs(48 * 3600),
+    };
+    let mut exports = a.exports;
+    if exports.metrics.is_none() {
+        exports.metrics = f.metrics;
+    }
+    if exports.metrics_flows == 0 {
+        exports.metrics_flows = f.metrics_flows.unwrap_or(0);
+    }
+    if exports.ipfix.is_empty() {
+        exports.ipfix = f.ipfix.unwrap_or_default();
+    }
+    let interfaces = if a.ifaces.is_empty() {
+        f.interfaces.unwrap_or_default()
+    } else {
+        a.ifaces
+    };
+    Ok((
+        Settings {
+            interfaces,
+            ledger,
+            direction,
+            hook,
+            interval,
+            db: a.db.or(f.db).unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
+            retention,
+            xdp_mode,
+            socket: a
+                .socket
+                .or(f.socket)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+            exports,
+            jsonl: a.jsonl,
+        },
+        (),
+    ))
 }
 
 /// A duration such as "1s", "250ms", "1.5s", "2m", "48h", "7d", between `min` and `max`.
@@ -103,7 +218,11 @@ pub fn parse_duration_in(s: &str, min: f64, max: f64) -> Result<Duration, String
         "m" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86400.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use ms, s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?}; use ms, s, m, h or d"
+            ))
+        }
     };
     if !(min..=max).contains(&secs) {
         return Err(format!("{s} is out of range ({min} s to {max} s)"));
@@ -140,11 +259,6 @@ pub fn check_interfaces(ifaces: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The file's key mode or the default.
-pub fn key_mode_or(file: Option<KeyMode>, flag: Option<KeyMode>) -> KeyMode {
-    flag.or(file).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,10 +287,15 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_wrong_types_are_one_clear_line() {
-        let e = parse("interfaces = [\"eth0\"]\nintreval = \"5s\"\n").unwrap_err().to_string();
+        let e = parse("interfaces = [\"eth0\"]\nintreval = \"5s\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2") && e.contains("intreval"), "{e}");
         let e = parse("max_flows = \"many\"\n").unwrap_err().to_string();
-        assert!(e.contains("line 1") && e.contains("max_flows") || e.contains("integer"), "{e}");
+        assert!(
+            e.contains("line 1") && e.contains("max_flows") || e.contains("integer"),
+            "{e}"
+        );
         let e = parse("key = \"six-tuple\"\n").unwrap_err().to_string();
         assert!(e.contains("six-tuple"), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use netledger::netns::{self, Ipv6Mode, NetNs};
+use netledger_lab::netns::{self, Ipv6Mode, NetNs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netledger");
 
@@ -285,7 +285,7 @@ fn watch_stops_after_count_and_detaches() {
                 let mut lines = out.lines();
                 let header = lines.next().unwrap();
                 assert!(
-                    header.starts_with("type,iface,start,end,bucket,src,dst,proto,sport,dport"),
+                    header.starts_with("type,iface,dir,start,end,bucket,src,dst,proto,sport,dport"),
                     "{header}"
                 );
                 let cols = header.split(',').count();

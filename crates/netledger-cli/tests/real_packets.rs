@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use netledger::netns::{self, Capture, Ipv6Mode, NetNs};
+use netledger_lab::netns::{self, Capture, Ipv6Mode, NetNs};
 
 mod common;
 use common::Watch;
@@ -78,15 +78,27 @@ fn key_of_json(v: &serde_json::Value) -> Option<Key> {
 
 #[test]
 fn watch_reports_exactly_what_was_sent_lock() {
-    watch_reports_exactly_what_was_sent("lock");
+    watch_reports_exactly_what_was_sent("lock", "xdp");
 }
 
 #[test]
 fn watch_reports_exactly_what_was_sent_swap() {
-    watch_reports_exactly_what_was_sent("swap");
+    watch_reports_exactly_what_was_sent("swap", "xdp");
 }
 
-fn watch_reports_exactly_what_was_sent(strategy: &str) {
+/// The same through tc ingress (after GRO; the VLAN tag kept beside the
+/// data by the stack).
+#[test]
+fn watch_reports_exactly_what_was_sent_lock_tc() {
+    watch_reports_exactly_what_was_sent("lock", "tc");
+}
+
+#[test]
+fn watch_reports_exactly_what_was_sent_swap_tc() {
+    watch_reports_exactly_what_was_sent("swap", "tc");
+}
+
+fn watch_reports_exactly_what_was_sent(strategy: &str, hook: &str) {
     let tx = NetNs::create("nl-rp-tx").unwrap();
     let rx = NetNs::create("nl-rp-rx").unwrap();
     let veth = netns::veth_pair("nlrp0", Some(&tx), "nlrp1", Some(&rx)).unwrap();
@@ -144,6 +156,8 @@ fn watch_reports_exactly_what_was_sent(strategy: &str) {
             "--vlan",
             "--strategy",
             strategy,
+            "--hook",
+            hook,
         ]);
     let mut watch = Watch::start(cmd);
 

@@ -30,7 +30,9 @@ use std::time::Duration;
 
 use common::serial;
 use netledger::{Bucket, FlowKey, Ledger, LedgerConfig, Strategy};
-use netledger_lab::harness::{CutOut, Flow, Harness, NaiveLedger, NaiveReset, Report, Target};
+use netledger_lab::harness::{
+    CutOut, Flow, Harness, NaiveLedger, NaiveReset, Pace, Report, Target,
+};
 
 /// The two CPUs the writers are pinned to.
 fn two_cpus() -> [usize; 2] {
@@ -223,6 +225,9 @@ fn lock_loses_nothing_when_keys_are_evicted_under_writers() {
     let mut h = Harness::new(2, &cpus, 10_000_000);
     h.repeat = 500_000;
     h.deadline = DEADLINE;
+    // Paced, so that a cut never runs again before the writers have put
+    // their keys back (each test run starts after a grace period's pause).
+    h.pace = Pace::Every(Duration::from_millis(40));
     let r = h.run(&EvictEveryCut(ledger)).expect("harness run");
     eprintln!("{r}");
     let b = r.buckets.expect("a ledger reports buckets");

@@ -1,4 +1,4 @@
-//! CSV: a header row, then per interval one `flow` row per record and one
+//! CSV (the JSON lines' fields): a header row, then per interval one `flow` row per record and one
 //! `summary` row per bucket (named in the `bucket` column). The key columns
 //! are those of the key mode.
 
@@ -65,7 +65,7 @@ impl<W: Write> Sink for Csv<W> {
         if !self.wrote_header {
             writeln!(
                 self.out,
-                "type,iface,start,end,bucket,{},packets,bytes",
+                "type,iface,dir,start,end,bucket,{},packets,bytes",
                 self.cols.join(",")
             )?;
             self.wrote_header = true;
@@ -76,8 +76,9 @@ impl<W: Write> Sink for Csv<W> {
             let vals: Vec<String> = self.cols.iter().map(|col| key_column(k, col)).collect();
             writeln!(
                 self.out,
-                "flow,{},{start},{end},,{},{},{}",
+                "flow,{},{},{start},{end},,{},{},{}",
                 iv.iface,
+                iv.dir,
                 vals.join(","),
                 c.packets,
                 c.bytes
@@ -88,8 +89,9 @@ impl<W: Write> Sink for Csv<W> {
             let c = iv.buckets.get(b);
             writeln!(
                 self.out,
-                "summary,{},{start},{end},{}{blanks},{},{}",
+                "summary,{},{},{start},{end},{}{blanks},{},{}",
                 iv.iface,
+                iv.dir,
                 b.name(),
                 c.packets,
                 c.bytes

@@ -6,8 +6,10 @@
 //! IPFIX exporter ([`export`], over the encoder of [`ipfix`]).
 
 pub mod csv;
+pub mod export;
 pub mod ipfix;
 pub mod jsonl;
+pub mod metrics;
 pub mod prometheus;
 pub mod store;
 pub mod table;

@@ -34,7 +34,11 @@ impl<W: Write> Sink for Table<W> {
         let (start, end) = (netledger::rfc3339(iv.start), netledger::rfc3339(iv.end));
         let secs = iv.duration().as_secs_f64().max(1e-9);
         let shown = &iv.flows[..iv.flows.len().min(self.top.unwrap_or(usize::MAX))];
-        writeln!(self.out, "{start} .. {end}  {}  ({secs:.3} s)", iv.iface)?;
+        writeln!(
+            self.out,
+            "{start} .. {end}  {} {}  ({secs:.3} s)",
+            iv.iface, iv.dir
+        )?;
         let width = shown
             .iter()
             .map(|(k, _)| k.to_string().len())

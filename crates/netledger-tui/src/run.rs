@@ -31,6 +31,8 @@ pub const POLL: Duration = Duration::from_millis(100);
 
 /// What a feed has for the view.
 #[derive(Debug)]
+// An interval is handed over once per cut: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Next {
     /// One interval of one interface and direction.
     Interval(Interval),
@@ -175,6 +177,7 @@ pub fn run_with<F: Feed>(header: Header, mut feed: F, options: Options) -> Resul
 }
 
 /// What the threads tell the loop.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Interval(Interval),
     End(String),

@@ -8,7 +8,7 @@
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use libbpf_rs::{TcHook, TcHookBuilder, TC_EGRESS, TC_INGRESS};
+use libbpf_rs::{TcHookBuilder, TC_EGRESS, TC_INGRESS};
 
 use crate::config::{Hook, XdpMode};
 use crate::error::{Error, Result};
@@ -27,6 +27,11 @@ pub fn ifindex(iface: &str) -> Result<u32> {
     nix::net::if_::if_nametoindex(iface).map_err(|_| Error::InterfaceNotFound {
         iface: iface.to_string(),
     })
+}
+
+/// The driver of `iface` (e.g. "veth", "virtio_net"), if it says.
+pub fn driver(iface: &str) -> Option<String> {
+    sys::driver(iface).ok()
 }
 
 /// The id of the XDP program attached to `iface` in any mode, if one is.
@@ -93,7 +98,9 @@ pub struct Attachment {
 enum Keep {
     Link(OwnedFd),
     /// Held for its `Drop`, which removes the filter.
-    Filter { _filter: ClsactFilter },
+    Filter {
+        _filter: ClsactFilter,
+    },
 }
 
 impl Attachment {
@@ -145,7 +152,12 @@ pub(crate) fn xdp(prog: BorrowedFd<'_>, iface: &str, mode: XdpMode) -> Result<At
 /// Attach tc program `prog` to `iface` at `hook` (ingress or egress):
 /// through tcx, alongside whatever else is attached there (tcx runs several
 /// programs; ours returns "next"), or through clsact where tcx is missing.
-pub(crate) fn tc(prog: BorrowedFd<'_>, iface: &str, hook: Hook, mode: TcMode) -> Result<Attachment> {
+pub(crate) fn tc(
+    prog: BorrowedFd<'_>,
+    iface: &str,
+    hook: Hook,
+    mode: TcMode,
+) -> Result<Attachment> {
     let ifindex = ifindex(iface)?;
     let attach_type = match hook {
         Hook::TcEgress => libbpf_sys::BPF_TCX_EGRESS,
@@ -167,7 +179,8 @@ pub(crate) fn tc(prog: BorrowedFd<'_>, iface: &str, hook: Hook, mode: TcMode) ->
             Err(e) => return Err(attach_error(iface, None, e)),
         }
     }
-    let filter = ClsactFilter::attach(prog, ifindex, hook).map_err(|e| attach_error(iface, None, e))?;
+    let filter =
+        ClsactFilter::attach(prog, ifindex, hook).map_err(|e| attach_error(iface, None, e))?;
     Ok(attached(Attached::Clsact, Keep::Filter { _filter: filter }))
 }
 
@@ -175,8 +188,8 @@ pub(crate) fn tc(prog: BorrowedFd<'_>, iface: &str, hook: Hook, mode: TcMode) ->
 /// we created it and no other filter is left on it.
 #[derive(Debug)]
 struct ClsactFilter {
-    hook: TcHook,
     ifindex: u32,
+    point: u32,
     created_qdisc: bool,
 }
 
@@ -200,9 +213,9 @@ impl ClsactFilter {
             Err(e) => return Err(io::Error::other(e)),
         };
         match h.attach() {
-            Ok(attached) => Ok(ClsactFilter {
-                hook: attached,
+            Ok(_) => Ok(ClsactFilter {
                 ifindex,
+                point,
                 created_qdisc,
             }),
             Err(e) => {
@@ -217,7 +230,7 @@ impl ClsactFilter {
 
 impl Drop for ClsactFilter {
     fn drop(&mut self) {
-        let _ = self.hook.detach();
+        let _ = sys::tc_detach(self.ifindex, self.point, CLSACT_HANDLE, CLSACT_PRIORITY);
         if self.created_qdisc {
             let _ = sys::destroy_clsact_if_empty(self.ifindex);
         }

@@ -138,7 +138,9 @@ pub enum Error {
     },
     /// The service's pins are there, and the operation would destroy counts
     /// only the service (or `down`) may take.
-    #[error("the netledger service's pins for {iface:?} are there (its program is still counting)")]
+    #[error(
+        "the netledger service's pins for {iface:?} are there (its program is still counting)"
+    )]
     ServicePinned {
         /// The interface.
         iface: String,

@@ -203,29 +203,36 @@ impl Serialize for FlowKey {
     }
 }
 
+/// A raw record: key, counts, IP-layer bytes.
+pub(crate) type RawFlow = (nl_flow_key, Count, u64);
+
 /// Decode raw keys under `cfg`, dropping zero counts; records of one key
 /// are added up when `merge` (a key may then appear more than once).
 pub(crate) fn decode_flows(
-    raw: impl Iterator<Item = (nl_flow_key, Count)>,
+    raw: impl Iterator<Item = RawFlow>,
     cfg: &LedgerConfig,
     merge: bool,
-) -> Vec<(FlowKey, Count)> {
-    let raw = raw.filter(|(_, c)| !c.is_zero());
+) -> Vec<(FlowKey, Count, u64)> {
+    let raw = raw.filter(|(_, c, _)| !c.is_zero());
     if !merge {
-        return raw.map(|(k, c)| (FlowKey::from_raw(&k, cfg), c)).collect();
+        return raw
+            .map(|(k, c, ip)| (FlowKey::from_raw(&k, cfg), c, ip))
+            .collect();
     }
     // Sort by the raw key bytes and merge neighbours: cheaper than hashing
     // decoded keys when a cut holds a million records.
-    let mut recs: Vec<([u8; 44], nl_flow_key, Count)> =
-        raw.map(|(k, c)| (k.to_bytes(), k, c)).collect();
+    let mut recs: Vec<([u8; 44], RawFlow)> = raw.map(|r| (r.0.to_bytes(), r)).collect();
     recs.sort_unstable_by_key(|r| r.0);
-    let mut out: Vec<(FlowKey, Count)> = Vec::with_capacity(recs.len());
+    let mut out: Vec<(FlowKey, Count, u64)> = Vec::with_capacity(recs.len());
     let mut last: Option<[u8; 44]> = None;
-    for (bytes, k, c) in recs {
+    for (bytes, (k, c, ip)) in recs {
         match out.last_mut() {
-            Some(prev) if last == Some(bytes) => prev.1.add(c),
+            Some(prev) if last == Some(bytes) => {
+                prev.1.add(c);
+                prev.2 += ip;
+            }
             _ => {
-                out.push((FlowKey::from_raw(&k, cfg), c));
+                out.push((FlowKey::from_raw(&k, cfg), c, ip));
                 last = Some(bytes);
             }
         }
@@ -369,15 +376,21 @@ mod tests {
             bytes: p * 100,
         };
         let out = decode_flows(
-            [(a, c(1)), (b, c(2)), (a, c(3)), (b, Count::default())].into_iter(),
+            [
+                (a, c(1), 10),
+                (b, c(2), 20),
+                (a, c(3), 30),
+                (b, Count::default(), 0),
+            ]
+            .into_iter(),
             &cfg,
             true,
         );
         assert_eq!(out.len(), 2);
-        let total: u64 = out.iter().map(|(_, c)| c.packets).sum();
+        let total: u64 = out.iter().map(|(_, c, _)| c.packets).sum();
         assert_eq!(total, 6);
         assert!(out
             .iter()
-            .any(|(k, c)| k.ports() == Some((40000, 53)) && c.packets == 4));
+            .any(|(k, c, ip)| k.ports() == Some((40000, 53)) && c.packets == 4 && *ip == 40));
     }
 }

@@ -242,7 +242,11 @@ impl Ledger {
     /// The number of the last cut finished.
     pub fn last_seq(&self) -> Result<u64> {
         let c = self.ctl.read()?;
-        Ok(if c.phase == ctl::OPEN { c.seq - 1 } else { c.seq })
+        Ok(if c.phase == ctl::OPEN {
+            c.seq - 1
+        } else {
+            c.seq
+        })
     }
 
     /// Whether a cut is open: taken and not finished (by this process, or by
@@ -314,7 +318,13 @@ impl Ledger {
         self.pending(Taken::Lock(taken), flows, buckets, seq, start, end)
     }
 
-    fn swap_cut(&self, taken: SwapTaken, seq: u64, start: SystemTime, end: SystemTime) -> PendingCut {
+    fn swap_cut(
+        &self,
+        taken: SwapTaken,
+        seq: u64,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> PendingCut {
         // One read of a per-CPU hash yields each key once.
         let flows = decode_flows(taken.flows.iter().copied(), &self.cfg, false);
         let buckets = taken.buckets;
@@ -324,13 +334,14 @@ impl Ledger {
     fn pending(
         &self,
         taken: Taken,
-        flows: Vec<(FlowKey, Count)>,
+        flows: Vec<(FlowKey, Count, u64)>,
         buckets: Buckets,
         seq: u64,
         start: SystemTime,
         end: SystemTime,
     ) -> PendingCut {
-        let mut interval = Interval::new(start, end, flows, buckets).labelled(self.iface(), self.dir);
+        let mut interval =
+            Interval::with_ip_bytes(start, end, flows, buckets).labelled(self.iface(), self.dir);
         interval.seq = seq;
         PendingCut { interval, taken }
     }
@@ -362,6 +373,9 @@ impl Ledger {
         let _one = self.cutting.lock().unwrap_or_else(|e| e.into_inner());
         let _held = self.cut_lock.get().map(CutLock::hold);
         let got = b.exchange(filter.as_ref())?;
-        Ok(decode_flows(got.flows(), &self.cfg, got.may_repeat_keys()))
+        Ok(decode_flows(got.flows(), &self.cfg, got.may_repeat_keys())
+            .into_iter()
+            .map(|(k, c, _)| (k, c))
+            .collect())
     }
 }

@@ -31,11 +31,12 @@ mod skel;
 mod stats;
 mod swap;
 mod sys;
+mod wire;
 
 #[cfg(feature = "lab")]
 pub mod lab;
 
-pub use attach::{ifindex, xdp_program_id, Attached, Attachment, TcMode};
+pub use attach::{driver, ifindex, xdp_program_id, Attached, Attachment, TcMode};
 pub use config::{Hook, KeyMode, LedgerConfig, Strategy, XdpMode};
 pub use error::{Error, Result};
 pub use key::{parse_proto, proto_name, proto_text, Addr, FlowKey, L4};
@@ -43,12 +44,12 @@ pub use ledger::{Ledger, PendingCut};
 pub use load::{missing_capabilities, preflight, KERNEL_BTF};
 pub use lock::KeySelector;
 pub use pin::{bpffs_mounted, pin_dir, Manifest, Owner, Pins, BPFFS, LAYOUT};
+pub use record::{
+    civil_from_days, rfc3339, Bucket, Buckets, Count, Direction, Interval, Record, Snapshot,
+};
 pub use service::{
     describe, pin_status, pin_watch, pinned_interfaces, AttachOptions, Detached, Leg, LegStatus,
     LinkState, PinStatus, Service, Started,
-};
-pub use record::{
-    civil_from_days, rfc3339, Bucket, Buckets, Count, Direction, Interval, Record, Snapshot,
 };
 pub use sink::{Sink, SinkError};
 

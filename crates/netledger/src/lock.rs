@@ -71,8 +71,10 @@ impl Exchanged {
     }
 
     /// Each record's key and counts.
-    pub fn flows(&self) -> impl Iterator<Item = (nl_flow_key, Count)> + '_ {
-        self.records.iter().map(|r| (r.key, record_count(r)))
+    pub fn flows(&self) -> impl Iterator<Item = crate::key::RawFlow> + '_ {
+        self.records
+            .iter()
+            .map(|r| (r.key, record_count(r), r.ip_bytes))
     }
 }
 
@@ -268,7 +270,11 @@ impl LockBackend {
         let out: Vec<(nl_flow_key, Count)> = match mode {
             // The exchange program in peek mode: every live slot copied under
             // its lock in one in-kernel pass, read through the mmapped nl_out.
-            ReadMode::Locked => self.run_exchange(None, 0, false, true, 0)?.flows().collect(),
+            ReadMode::Locked => self
+                .run_exchange(None, 0, false, true, 0)?
+                .flows()
+                .map(|(k, c, _)| (k, c))
+                .collect(),
             ReadMode::Unlocked => {
                 let mut slots: Vec<(u32, nl_slot)> = Vec::with_capacity(self.nslots as usize);
                 sys::lookup_batch(self.slots.as_fd(), 0, 4096, &mut slots)

@@ -294,6 +294,9 @@ pub struct Interval {
     pub end: SystemTime,
     /// Per-key deltas, most bytes first.
     pub flows: Vec<(FlowKey, Count)>,
+    /// Each flow record's IP-layer bytes (the IP datagrams: no L2 header, no
+    /// Ethernet padding), in the order of `flows`; empty where not counted.
+    pub ip_bytes: Vec<u64>,
     /// The buckets' deltas.
     pub buckets: Buckets,
 }
@@ -307,21 +310,40 @@ impl Interval {
         flows: Vec<(FlowKey, Count)>,
         buckets: Buckets,
     ) -> Interval {
-        let mut flows: Vec<(FlowKey, Count)> =
-            flows.into_iter().filter(|(_, c)| !c.is_zero()).collect();
+        let mut iv = Interval::with_ip_bytes(
+            start,
+            end,
+            flows.into_iter().map(|(k, c)| (k, c, 0)).collect(),
+            buckets,
+        );
+        iv.ip_bytes.clear();
+        iv
+    }
+
+    /// The same, with each flow's IP-layer bytes.
+    pub fn with_ip_bytes(
+        start: SystemTime,
+        end: SystemTime,
+        flows: Vec<(FlowKey, Count, u64)>,
+        buckets: Buckets,
+    ) -> Interval {
+        let mut flows: Vec<(FlowKey, Count, u64)> =
+            flows.into_iter().filter(|(_, c, _)| !c.is_zero()).collect();
         flows.sort_unstable_by(|a, b| {
             b.1.bytes
                 .cmp(&a.1.bytes)
                 .then(b.1.packets.cmp(&a.1.packets))
                 .then(a.0.cmp(&b.0))
         });
+        let ip_bytes = flows.iter().map(|f| f.2).collect();
         Interval {
             iface: String::new(),
             dir: Direction::In,
             seq: 0,
             start,
             end,
-            flows,
+            flows: flows.into_iter().map(|(k, c, _)| (k, c)).collect(),
+            ip_bytes,
             buckets,
         }
     }
@@ -363,7 +385,7 @@ impl Interval {
 }
 
 /// One JSON line of an interval:
-/// `{"type":"flow","iface":..,"start":..,"end":..,"key":{..},"packets":..,"bytes":..}`
+/// `{"type":"flow","iface":..,"dir":"in","start":..,"end":..,"key":{..},"packets":..,"bytes":..}`
 /// or `{"type":"summary",...,"seen":{..},"buckets":{"counted":{..},...}}`.
 #[derive(Debug, Clone, Copy)]
 pub enum Record<'a> {
@@ -397,6 +419,7 @@ impl Serialize for Record<'_> {
             }
         };
         m.serialize_entry("iface", &iv.iface)?;
+        m.serialize_entry("dir", iv.dir.name())?;
         m.serialize_entry("start", &rfc3339(iv.start))?;
         m.serialize_entry("end", &rfc3339(iv.end))?;
         match self {
@@ -519,8 +542,8 @@ mod tests {
         assert_eq!(
             lines,
             [
-                r#"{"type":"flow","iface":"veth0","start":"2026-11-25T21:00:00.000Z","end":"2026-11-25T21:00:01.000Z","key":{"src":"10.0.0.1","dst":"10.0.0.2","proto":"udp","sport":40000,"dport":9000},"packets":12,"bytes":1536}"#,
-                r#"{"type":"summary","iface":"veth0","start":"2026-11-25T21:00:00.000Z","end":"2026-11-25T21:00:01.000Z","seen":{"packets":13,"bytes":1578},"buckets":{"counted":{"packets":12,"bytes":1536},"non_ip":{"packets":1,"bytes":42},"malformed":{"packets":0,"bytes":0},"map_full":{"packets":0,"bytes":0},"evict_race":{"packets":0,"bytes":0}}}"#,
+                r#"{"type":"flow","iface":"veth0","dir":"in","start":"2026-11-25T21:00:00.000Z","end":"2026-11-25T21:00:01.000Z","key":{"src":"10.0.0.1","dst":"10.0.0.2","proto":"udp","sport":40000,"dport":9000},"packets":12,"bytes":1536}"#,
+                r#"{"type":"summary","iface":"veth0","dir":"in","start":"2026-11-25T21:00:00.000Z","end":"2026-11-25T21:00:01.000Z","seen":{"packets":13,"bytes":1578},"buckets":{"counted":{"packets":12,"bytes":1536},"non_ip":{"packets":1,"bytes":42},"malformed":{"packets":0,"bytes":0},"map_full":{"packets":0,"bytes":0},"evict_race":{"packets":0,"bytes":0}}}"#,
             ]
         );
         assert!(iv.buckets.conserved());

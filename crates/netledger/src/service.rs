@@ -45,8 +45,21 @@ fn owned(iface: &str, m: &Manifest) -> Error {
 
 /// The data-path part of a configuration: what pins must match to be adopted.
 fn same_data_path(a: &LedgerConfig, b: &LedgerConfig) -> bool {
-    (a.key_mode, a.vlan, a.prefix4, a.prefix6, a.max_flows, a.strategy)
-        == (b.key_mode, b.vlan, b.prefix4, b.prefix6, b.max_flows, b.strategy)
+    (
+        a.key_mode,
+        a.vlan,
+        a.prefix4,
+        a.prefix6,
+        a.max_flows,
+        a.strategy,
+    ) == (
+        b.key_mode,
+        b.vlan,
+        b.prefix4,
+        b.prefix6,
+        b.max_flows,
+        b.strategy,
+    )
 }
 
 /// A configuration and its hooks in words, for errors.
@@ -246,9 +259,15 @@ impl Service {
             }
             Found::Free(..) => {
                 top.remove();
-                Ok((Service::fresh(iface, top, cfg, hooks, opts)?, Started::Fresh))
+                Ok((
+                    Service::fresh(iface, top, cfg, hooks, opts)?,
+                    Started::Fresh,
+                ))
             }
-            Found::Nothing => Ok((Service::fresh(iface, top, cfg, hooks, opts)?, Started::Fresh)),
+            Found::Nothing => Ok((
+                Service::fresh(iface, top, cfg, hooks, opts)?,
+                Started::Fresh,
+            )),
         }
     }
 

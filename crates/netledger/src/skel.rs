@@ -37,8 +37,9 @@ pub(crate) use swap_skel::SwapSkelBuilder;
 /// newtype with its values as associated constants.
 pub mod types {
     pub use super::lock_skel::types::{
-        nl_bucket, nl_config, nl_count, nl_cut_ctl, nl_cut_phase, nl_exchange_req, nl_hook, nl_exchange_result, nl_flow_key,
-        nl_key_flags, nl_key_mode, nl_record, nl_record_flags, nl_slot, nl_slot_state, nl_stats,
+        nl_bucket, nl_config, nl_count, nl_cut_ctl, nl_cut_phase, nl_exchange_req,
+        nl_exchange_result, nl_flow_key, nl_hook, nl_key_flags, nl_key_mode, nl_record,
+        nl_record_flags, nl_slot, nl_slot_state, nl_stats,
     };
     pub use super::swap_skel::types::nl_swap_counter;
 
@@ -46,14 +47,14 @@ pub mod types {
 
     // The C header is the one definition; these catch a Rust side that drifted.
     const _: () = assert!(std::mem::size_of::<nl_flow_key>() == 44);
-    const _: () = assert!(std::mem::size_of::<nl_slot>() == 88);
+    const _: () = assert!(std::mem::size_of::<nl_slot>() == 96);
     const _: () = assert!(std::mem::size_of::<nl_count>() == 16);
     const _: () = assert!(std::mem::size_of::<nl_stats>() == 8 + 16 * NR_BUCKETS + 8 + 8);
     const _: () = assert!(std::mem::size_of::<nl_exchange_req>() == 24 + 2 * 44 + 8);
-    const _: () = assert!(std::mem::size_of::<nl_record>() == 88);
+    const _: () = assert!(std::mem::size_of::<nl_record>() == 96);
     const _: () = assert!(std::mem::size_of::<nl_config>() == 32);
     const _: () = assert!(std::mem::size_of::<super::swap_skel::types::nl_config>() == 32);
-    const _: () = assert!(std::mem::size_of::<nl_swap_counter>() == 32);
+    const _: () = assert!(std::mem::size_of::<nl_swap_counter>() == 40);
     const _: () = assert!(std::mem::size_of::<nl_cut_ctl>() == 48 + 2 * (16 * NR_BUCKETS + 8));
 
     /// The number of buckets (`NL_NR_BUCKETS`), as an array length.

@@ -61,8 +61,8 @@ const PIN_CTL: &str = "ctl";
 /// What the first phase of a cut read from the old generation.
 #[derive(Debug)]
 pub(crate) struct SwapTaken {
-    /// Each key once, summed over CPUs.
-    pub flows: Vec<(nl_flow_key, Count)>,
+    /// Each key once, summed over CPUs, with its IP-layer bytes.
+    pub flows: Vec<crate::key::RawFlow>,
     pub buckets: Buckets,
     /// The generation read: the one the second phase clears.
     pub gen: u32,
@@ -118,8 +118,14 @@ impl SwapBackend {
         let live = read_gen(&gen)?;
         let gens = Gens {
             live,
-            flows: [own_map(&skel.maps.nl_flows_0)?, own_map(&skel.maps.nl_flows_1)?],
-            stats: [own_map(&skel.maps.nl_stats_0)?, own_map(&skel.maps.nl_stats_1)?],
+            flows: [
+                own_map(&skel.maps.nl_flows_0)?,
+                own_map(&skel.maps.nl_flows_1)?,
+            ],
+            stats: [
+                own_map(&skel.maps.nl_stats_0)?,
+                own_map(&skel.maps.nl_stats_1)?,
+            ],
         };
         Ok(SwapBackend {
             prog: if hook == Hook::Xdp {
@@ -284,14 +290,15 @@ impl SwapBackend {
             self.ncpus,
             chunk,
             |key: nl_flow_key, per_cpu: &mut dyn Iterator<Item = nl_swap_counter>| {
-                let mut c = Count::default();
+                let (mut c, mut ip) = (Count::default(), 0);
                 for v in per_cpu {
                     c.add(Count {
                         packets: v.packets,
                         bytes: v.bytes,
                     });
+                    ip += v.ip_bytes;
                 }
-                flows.push((key, c));
+                flows.push((key, c, ip));
             },
         )
         .map_err(map_io_err("batch lookup", "nl_flows"))?;
@@ -312,7 +319,7 @@ impl SwapBackend {
             .put_percpu(&0, &zeros)
             .map_err(map_err("update", "nl_stats"))?;
         if taken.flows.len() < CLEAR_BY_DELETE {
-            let keys: Vec<nl_flow_key> = taken.flows.iter().map(|(k, _)| *k).collect();
+            let keys: Vec<nl_flow_key> = taken.flows.iter().map(|(k, _, _)| *k).collect();
             delete_keys(&st.flows[g], &keys)?;
         } else {
             let fresh = match self.spare.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -364,6 +371,7 @@ impl SwapBackend {
                 bytes: count.bytes,
                 first_ns: 1,
                 last_ns: 1,
+                ..Default::default()
             };
         }
         sys::update_batch_percpu(st.flows[st.live as usize].as_fd(), keys, &vals, ncpus)

@@ -260,6 +260,39 @@ pub fn xdp_link(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> io::Result<Ow
     })
 }
 
+/// The driver of network interface `name` (ETHTOOL_GDRVINFO), e.g. "veth".
+pub fn driver(name: &str) -> io::Result<String> {
+    const ETHTOOL_GDRVINFO: u32 = 0x3;
+    // struct ethtool_drvinfo: cmd, driver[32], version[32], fw_version[32],
+    // bus_info[32], erom_version[32], reserved2[12], and five u32 counts.
+    let mut info = [0u8; 196];
+    info[0..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
+    // SAFETY: an all-zero ifreq is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = info.as_mut_ptr().cast();
+    // SAFETY: a plain socket(2) call; the descriptor is owned right after.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by socket(2) and nothing else owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifr names the interface and points at `info`, which is large
+    // enough for the kernel's struct ethtool_drvinfo and outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let driver = &info[4..36];
+    let end = driver.iter().position(|&b| b == 0).unwrap_or(driver.len());
+    Ok(String::from_utf8_lossy(&driver[..end]).into_owned())
+}
+
 /// Attach a tc program through a tcx link (`BPF_TCX_INGRESS` or
 /// `BPF_TCX_EGRESS`), after whatever is attached there already; it detaches
 /// when the link's last descriptor (or pin) goes. Kernels before 6.6 say
@@ -270,7 +303,28 @@ pub fn tcx_link(prog: BorrowedFd<'_>, ifindex: u32, attach_type: u32) -> io::Res
         ..Default::default()
     };
     // SAFETY: plain syscall wrapper; opts is a valid, sized bpf_link_create_opts.
-    owned(unsafe { libbpf_sys::bpf_link_create(prog.as_raw_fd(), ifindex as i32, attach_type, &opts) })
+    owned(unsafe {
+        libbpf_sys::bpf_link_create(prog.as_raw_fd(), ifindex as i32, attach_type, &opts)
+    })
+}
+
+/// Remove the tc filter `handle`/`priority` at `point` (BPF_TC_INGRESS or
+/// BPF_TC_EGRESS) of `ifindex`'s clsact qdisc.
+pub fn tc_detach(ifindex: u32, point: u32, handle: u32, priority: u32) -> io::Result<()> {
+    let hook = libbpf_sys::bpf_tc_hook {
+        sz: size_of::<libbpf_sys::bpf_tc_hook>() as _,
+        ifindex: ifindex as i32,
+        attach_point: point,
+        ..Default::default()
+    };
+    let opts = libbpf_sys::bpf_tc_opts {
+        sz: size_of::<libbpf_sys::bpf_tc_opts>() as _,
+        handle,
+        priority,
+        ..Default::default()
+    };
+    // SAFETY: both structs are valid and sized; libbpf only reads them.
+    check(unsafe { libbpf_sys::bpf_tc_detach(&hook, &opts) }).map(drop)
 }
 
 /// Delete the clsact qdisc of `ifindex` if no filter is left on it (at
@@ -311,7 +365,13 @@ fn tc_filters(ifindex: u32, parent: u32) -> io::Result<usize> {
     req[20..24].copy_from_slice(&(ifindex as i32).to_ne_bytes());
     req[28..32].copy_from_slice(&parent.to_ne_bytes());
     // SAFETY: a plain socket(2) call; the descriptor is owned right after.
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -350,7 +410,8 @@ fn tc_filters(ifindex: u32, parent: u32) -> io::Result<usize> {
             match ty {
                 NLMSG_DONE => return Ok(count),
                 NLMSG_ERROR => {
-                    let errno = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().expect("4 bytes"));
+                    let errno =
+                        i32::from_ne_bytes(buf[off + 16..off + 20].try_into().expect("4 bytes"));
                     if errno == 0 {
                         return Ok(count);
                     }

@@ -48,6 +48,7 @@ impl Watch {
 
     /// SIGINT, then its exit status, all it printed on stdout, and the rest of stderr.
     pub fn stop(&mut self) -> (ExitStatus, String, String) {
+        // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let status = self.child.wait().unwrap();
         let mut rest = String::new();

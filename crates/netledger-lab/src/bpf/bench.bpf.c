@@ -71,8 +71,9 @@ int nl_naive(struct xdp_md *ctx)
 	__u64 len = bpf_xdp_get_buff_len(ctx);
 	struct nl_flow_key key = {};
 	struct nl_naive_value *v;
+	struct nl_frame fr;
 
-	if (parse_frame(data, end, len, &key) != NL_BUCKET_COUNTED) {
+	if (parse_frame(data, end, len, &key, &fr, 0) != NL_BUCKET_COUNTED) {
 		naive_missed();
 		return XDP_PASS;
 	}
@@ -143,9 +144,10 @@ static __always_inline int bench_key(struct xdp_md *ctx, struct nl_flow_key *key
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
+	struct nl_frame fr;
 
 	*len = bpf_xdp_get_buff_len(ctx);
-	if (parse_frame(data, end, *len, key) != NL_BUCKET_COUNTED)
+	if (parse_frame(data, end, *len, key, &fr, 0) != NL_BUCKET_COUNTED)
 		return 0;
 	shape_key(key);
 	return 1;

@@ -665,9 +665,8 @@ impl Link {
 
 impl TcpLink {
     fn due(&self, now: Instant) -> bool {
-        self.retry_after.map_or(true, |(failed, wait)| {
-            now.saturating_duration_since(failed) >= wait
-        })
+        self.retry_after
+            .is_none_or(|(failed, wait)| now.saturating_duration_since(failed) >= wait)
     }
 
     /// Opens the connection, or schedules the next attempt and returns the

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 use super::server::tests::{http_request, loopback_any_port};
-use super::{Family, Format, Histogram, MetricsServer, render};
+use super::{render, Family, Format, Histogram, MetricsServer};
 
 /// A sink name that needs every kind of escaping in a label value.
 const AWKWARD_SINK: &str = "file:/var/log/\"net\"\\ledger\nrotated";

@@ -27,10 +27,10 @@ use std::io;
 use std::net::SocketAddr;
 
 pub use expo::{
-    Family, Format, Histogram, MetricType, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, render,
-    validate,
+    render, validate, Family, Format, Histogram, MetricType, OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
 };
-pub use server::{MetricsServer, parse_listen_addr};
+pub use server::{parse_listen_addr, MetricsServer};
 
 /// Everything that can go wrong while building, rendering or serving metrics.
 ///
@@ -64,7 +64,9 @@ pub enum Error {
     },
 
     /// One sample names the same label twice.
-    #[error("label {label:?} appears twice in one sample of metric {family}; give each label once")]
+    #[error(
+        "label {label:?} appears twice in one sample of metric {family}; give each label once"
+    )]
     DuplicateLabel {
         /// The family the sample was added to.
         family: String,

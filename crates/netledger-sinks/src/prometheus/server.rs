@@ -564,10 +564,9 @@ pub(super) mod tests {
 
         let full = http_request(addr, "GET", "/metrics?x=1", &[]).unwrap();
         assert_eq!(full.status, 200);
-        assert!(
-            full.body
-                .contains("netledger_receive_bytes_total{interface=\"eth0\"} 1234\n")
-        );
+        assert!(full
+            .body
+            .contains("netledger_receive_bytes_total{interface=\"eth0\"} 1234\n"));
 
         let head = http_request(addr, "HEAD", "/metrics", &[]).unwrap();
         assert_eq!(head.status, 200);

@@ -349,6 +349,13 @@ impl Store {
             .transpose()
     }
 
+    /// The buckets of every cut ever committed for `ledger`, and how many
+    /// cuts: what its counters have reached (cut rows are never pruned).
+    pub fn totals(&self, ledger: LedgerId) -> Result<(u64, netledger::Buckets)> {
+        let s = query::cut_sums(&self.conn, &self.path, ledger, i64::MIN, i64::MAX)?;
+        Ok((s.cuts, s.buckets))
+    }
+
     /// The highest sequence number committed for `ledger`, if any.
     pub fn last_seq(&self, ledger: LedgerId) -> Result<Option<u64>> {
         Ok(self.last_cut(ledger)?.map(|c| c.seq))

@@ -524,30 +524,9 @@ fn json_line(out: &mut dyn Write, v: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
-/// A JSON line of the text sinks with `"dir"` after its `"iface"`.
-fn jsonl_with_dir(line: &str, iface: &str, dir: Direction) -> String {
-    let field = format!(",\"iface\":{}", serde_json::Value::from(iface));
-    match line.find(&field) {
-        Some(i) => {
-            let at = i + field.len();
-            format!("{},\"dir\":\"{dir}\"{}", &line[..at], &line[at..])
-        }
-        None => line.to_string(),
-    }
-}
-
-/// A CSV line of the text sinks with a `dir` column after its `iface`.
-fn csv_with_dir(line: &str, dir: &str) -> String {
-    match line.match_indices(',').nth(1) {
-        Some((i, _)) => format!("{},{dir}{}", &line[..i], &line[i..]),
-        None => line.to_string(),
-    }
-}
-
 impl KeyReport {
     /// Write the report in `format`, at most `top` keys per interface and
-    /// direction. The text sinks write the intervals; JSON lines and CSV
-    /// get the direction beside the interface.
+    /// direction. The text sinks write the intervals.
     pub fn write(
         &mut self,
         format: TextFormat,
@@ -583,26 +562,17 @@ impl KeyReport {
                 }
                 let mut sink = text_sink(TextFormat::Table, &mut *out, &self.layout, top);
                 for iv in &mut self.intervals {
-                    // The table's heading names the interface: say the direction too.
-                    let label = format!("{} {}", iv.iface, iv.dir);
-                    let iface = std::mem::replace(&mut iv.iface, label);
-                    let r = sink.interval(iv);
-                    iv.iface = iface;
-                    r.map_err(|source| Error::Sink { source })?;
+                    sink.interval(iv).map_err(|source| Error::Sink { source })?;
                 }
                 drop(sink);
                 writeln!(out, "{}", self.check.line())?;
             }
             TextFormat::Jsonl => {
+                let mut sink = text_sink(TextFormat::Jsonl, &mut *out, &self.layout, top);
                 for iv in &self.intervals {
-                    let mut buf = Vec::new();
-                    text_sink(TextFormat::Jsonl, &mut buf, &self.layout, top)
-                        .interval(iv)
-                        .map_err(|source| Error::Sink { source })?;
-                    for line in String::from_utf8_lossy(&buf).lines() {
-                        writeln!(out, "{}", jsonl_with_dir(line, &iv.iface, iv.dir))?;
-                    }
+                    sink.interval(iv).map_err(|source| Error::Sink { source })?;
                 }
+                drop(sink);
                 json_line(
                     out,
                     &CheckRecord::new(
@@ -628,7 +598,7 @@ impl KeyReport {
                         .map_err(|source| Error::Sink { source })?;
                     // The sink's own header is replaced by the one above.
                     for line in String::from_utf8_lossy(&buf).lines().skip(1) {
-                        writeln!(out, "{}", csv_with_dir(line, iv.dir.name()))?;
+                        writeln!(out, "{line}")?;
                     }
                 }
                 let blanks = ",".repeat(cols.len());
@@ -1166,23 +1136,6 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.50 KiB");
         assert_eq!(human_bytes(3 << 30), "3.00 GiB");
-    }
-
-    #[test]
-    fn direction_goes_beside_the_interface() {
-        assert_eq!(
-            jsonl_with_dir(
-                r#"{"type":"flow","iface":"eth0","start":"x"}"#,
-                "eth0",
-                Direction::Out
-            ),
-            r#"{"type":"flow","iface":"eth0","dir":"out","start":"x"}"#
-        );
-        assert_eq!(csv_with_dir("flow,eth0,x,y", "in"), "flow,eth0,in,x,y");
-        assert_eq!(
-            csv_with_dir("type,iface,start", "dir"),
-            "type,iface,dir,start"
-        );
     }
 
     #[test]

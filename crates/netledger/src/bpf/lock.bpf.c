@@ -70,7 +70,7 @@ static __always_inline int key_eq(const struct nl_flow_key *a, const struct nl_f
  * key's live slot (evicted, or the entry was reused): the caller inserts a
  * new slot either way.
  */
-static __always_inline int add_to_live_slot(struct nl_flow_key *key, __u32 pkts, __u64 bytes,
+static __always_inline int add_to_live_slot(struct nl_flow_key *key, const struct nl_add *a,
 					    __u64 now)
 {
 	struct nl_slot *slot;
@@ -90,8 +90,9 @@ static __always_inline int add_to_live_slot(struct nl_flow_key *key, __u32 pkts,
 	bpf_spin_lock(&slot->lock);
 	live = slot->state == NL_SLOT_LIVE || slot->state == NL_SLOT_PENDING;
 	if (live) {
-		slot->packets += pkts;
-		slot->bytes += bytes;
+		slot->packets += a->pkts;
+		slot->bytes += a->bytes;
+		slot->ip_bytes += a->ip_bytes;
 		if (!slot->first_ns)
 			slot->first_ns = now;
 		slot->last_ns = now;
@@ -105,7 +106,7 @@ static __always_inline int add_to_live_slot(struct nl_flow_key *key, __u32 pkts,
  * MAP_FULL (no free slot, or the index is full), or -EEXIST if another CPU
  * published a slot for key first (the caller adds to that one).
  */
-static __always_inline long insert_slot(struct nl_flow_key *key, __u32 pkts, __u64 bytes, __u64 now)
+static __always_inline long insert_slot(struct nl_flow_key *key, const struct nl_add *a, __u64 now)
 {
 	struct nl_slot *slot;
 	__u32 n;
@@ -121,8 +122,9 @@ static __always_inline long insert_slot(struct nl_flow_key *key, __u32 pkts, __u
 	 * filled without its lock; the index update publishes it.
 	 */
 	__builtin_memcpy(&slot->key, key, sizeof(*key));
-	slot->packets = pkts;
-	slot->bytes = bytes;
+	slot->packets = a->pkts;
+	slot->bytes = a->bytes;
+	slot->ip_bytes = a->ip_bytes;
 	slot->first_ns = now;
 	slot->last_ns = now;
 	slot->idle = 0;
@@ -148,24 +150,24 @@ static __always_inline long insert_slot(struct nl_flow_key *key, __u32 pkts, __u
 }
 
 /* Add the frame to its flow; return the bucket it ended in. */
-static __always_inline __u32 count_flow(struct nl_stats *st, struct nl_flow_key *key, __u32 pkts,
-					__u64 bytes, __u64 now)
+static __always_inline __u32 count_flow(struct nl_stats *st, struct nl_flow_key *key,
+					const struct nl_add *a, __u64 now)
 {
 	int detour = 0, i, r;
 	long ret;
 
 	for (i = 0; i < 2; i++) {
-		r = add_to_live_slot(key, pkts, bytes, now);
+		r = add_to_live_slot(key, a, now);
 		if (r > 0)
 			goto counted;
 		detour |= r < 0;
-		ret = insert_slot(key, pkts, bytes, now);
+		ret = insert_slot(key, a, now);
 		if (ret == NL_BUCKET_COUNTED)
 			goto counted;
 		if (ret != -EEXIST_)
 			return ret;
 		/* Lost the race to insert: the winner's slot is live now... */
-		r = add_to_live_slot(key, pkts, bytes, now);
+		r = add_to_live_slot(key, a, now);
 		if (r > 0)
 			goto counted;
 		/* ... unless it was evicted in between: try once more. */
@@ -184,7 +186,7 @@ counted:
  * all): its flow if it has one, and its bucket. Everything, time included,
  * is computed before a lock is taken.
  */
-static __always_inline void account(__u32 bucket, struct nl_flow_key *key, __u32 pkts, __u64 bytes)
+static __always_inline void account(__u32 bucket, struct nl_flow_key *key, struct nl_add a)
 {
 	struct nl_stats *st;
 	__u32 zero = 0;
@@ -195,12 +197,12 @@ static __always_inline void account(__u32 bucket, struct nl_flow_key *key, __u32
 	account_begin(st);
 	if (bucket == NL_BUCKET_COUNTED) {
 		shape_key(key);
-		bucket = count_flow(st, key, pkts, bytes, nl_now());
+		bucket = count_flow(st, key, &a, nl_now());
 	}
 	/* Bounds the index for the verifier; every bucket returned is below it. */
 	if (bucket >= NL_NR_BUCKETS)
 		bucket = NL_BUCKET_MALFORMED;
-	account_end(st, bucket, pkts, bytes);
+	account_end(st, bucket, a.pkts, a.bytes);
 }
 
 /* Ingress through XDP: every frame as the driver received it. */
@@ -210,12 +212,13 @@ int nl_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	/* The whole frame, every fragment of a multi-buffer one included. */
-	__u64 len = bpf_xdp_get_buff_len(ctx), hdr;
+	__u64 len = bpf_xdp_get_buff_len(ctx);
 	struct nl_flow_key key = {};
+	struct nl_frame fr;
 	__u32 bucket;
 
-	bucket = parse_frame(data, end, len, &key, &hdr);
-	account(bucket, &key, 1, len);
+	bucket = parse_frame(data, end, len, &key, &fr, 0);
+	account(bucket, &key, xdp_add(len, &fr));
 	return XDP_PASS;
 }
 
@@ -228,14 +231,13 @@ SEC("tc")
 int nl_tc(struct __sk_buff *skb)
 {
 	struct nl_flow_key key = {};
+	struct nl_frame fr;
 	void *data, *end;
-	__u32 bucket, pkts;
-	__u64 hdr, bytes;
+	__u32 bucket;
 
 	tc_headers(skb, &data, &end);
-	bucket = parse_frame(data, end, skb->len, &key, &hdr);
-	tc_wire(skb, hdr, &pkts, &bytes);
-	account(bucket, &key, pkts, bytes);
+	bucket = parse_frame(data, end, skb->len, &key, &fr, tc_outer_tag(skb));
+	account(bucket, &key, tc_add(skb, &fr));
 	return TC_ACT_UNSPEC;
 }
 
@@ -270,7 +272,7 @@ static long exchange_one(struct bpf_map *map, __u32 *idx, struct nl_slot *slot,
 {
 	struct nl_flow_key key;
 	struct nl_record *rec;
-	__u64 packets, bytes, first, last;
+	__u64 packets, bytes, ip_bytes, first, last;
 	__u32 out = ctx->written;
 	int evict = 0, live;
 
@@ -294,11 +296,13 @@ static long exchange_one(struct bpf_map *map, __u32 *idx, struct nl_slot *slot,
 	live = slot->state == NL_SLOT_LIVE;
 	packets = slot->packets;
 	bytes = slot->bytes;
+	ip_bytes = slot->ip_bytes;
 	first = slot->first_ns;
 	last = slot->last_ns;
 	if (live && !ctx->req.peek) {
 		slot->packets = 0;
 		slot->bytes = 0;
+		slot->ip_bytes = 0;
 		slot->first_ns = 0;
 		slot->last_ns = 0;
 		if (packets)
@@ -323,12 +327,14 @@ static long exchange_one(struct bpf_map *map, __u32 *idx, struct nl_slot *slot,
 		bpf_spin_lock(&slot->lock);
 		packets += slot->packets;
 		bytes += slot->bytes;
+		ip_bytes += slot->ip_bytes;
 		if (!first)
 			first = slot->first_ns;
 		if (slot->last_ns)
 			last = slot->last_ns;
 		slot->packets = 0;
 		slot->bytes = 0;
+		slot->ip_bytes = 0;
 		slot->first_ns = 0;
 		slot->last_ns = 0;
 		slot->state = NL_SLOT_TOMBSTONE;
@@ -342,6 +348,7 @@ static long exchange_one(struct bpf_map *map, __u32 *idx, struct nl_slot *slot,
 	rec->slot = *idx;
 	rec->packets = packets;
 	rec->bytes = bytes;
+	rec->ip_bytes = ip_bytes;
 	rec->first_ns = first;
 	rec->last_ns = last;
 	rec->flags = evict ? NL_REC_EVICTED : 0;

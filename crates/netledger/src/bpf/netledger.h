@@ -84,6 +84,7 @@ struct nl_slot {
 	__u32 idle;  /* consecutive cuts that found no packet */
 	__u64 packets;
 	__u64 bytes;
+	__u64 ip_bytes; /* IP datagram bytes: no L2 header, no padding */
 	__u64 first_ns; /* coarse time (ns, tick resolution) of the first packet since the last cut */
 	__u64 last_ns;	/* and of the latest */
 };
@@ -113,6 +114,7 @@ struct nl_record {
 	__u32 slot;
 	__u64 packets;
 	__u64 bytes;
+	__u64 ip_bytes;
 	__u64 first_ns;
 	__u64 last_ns;
 	enum nl_record_flags flags;
@@ -128,6 +130,7 @@ enum nl_exchange_result {
 struct nl_swap_counter {
 	__u64 packets;
 	__u64 bytes;
+	__u64 ip_bytes;
 	__u64 first_ns;
 	__u64 last_ns;
 };

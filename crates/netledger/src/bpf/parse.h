@@ -61,31 +61,37 @@ struct vlan_tag {
 	__be16 proto;
 };
 
+/* What a parse learns of a frame's layout, besides its key. */
+struct nl_frame {
+	__u64 l3_off; /* bytes before the IP header (Ethernet and VLAN tags) */
+	__u64 ip_len; /* the IP datagram's length as its header says (no padding) */
+	__u64 hdr;    /* headers up to the L4 payload: what every GSO/GRO segment repeats */
+};
+
 /*
  * Fill ports or ICMP type/code from the L4 header at l4. l4_len is what the
  * IP header says follows: the L4 header must fit in it as well as in the
- * frame, or Ethernet padding would be read as its fields. *hdr becomes the
- * headers' length (L2 to the end of the L4 header, from l4_off): what every
- * segment of a GSO/GRO packet repeats.
+ * frame, or Ethernet padding would be read as its fields. fr->hdr becomes
+ * the headers' length (L2 to the end of the L4 header, from l4_off).
  */
 static __always_inline __u32 parse_l4(void *l4, void *end, __u64 l4_len, __u8 proto,
-				      struct nl_flow_key *key, __u64 l4_off, __u64 *hdr)
+				      struct nl_flow_key *key, __u64 l4_off, struct nl_frame *fr)
 {
 	__u8 *p = l4;
 
-	*hdr = l4_off;
+	fr->hdr = l4_off;
 	switch (proto) {
 	case IPPROTO_TCP:
 		if (l4 + 20 > end || l4_len < 20)
 			return NL_BUCKET_MALFORMED;
 		/* The data offset counts options, which every segment carries too. */
-		*hdr = l4_off + ((p[12] >> 4) < 5 ? 20 : (p[12] >> 4) * 4);
+		fr->hdr = l4_off + ((p[12] >> 4) < 5 ? 20 : (p[12] >> 4) * 4);
 		break;
 	case IPPROTO_UDP:
 	case IPPROTO_UDPLITE:
 		if (l4 + 8 > end || l4_len < 8)
 			return NL_BUCKET_MALFORMED;
-		*hdr = l4_off + 8;
+		fr->hdr = l4_off + 8;
 		break;
 	case IPPROTO_SCTP:
 		if (l4 + 12 > end || l4_len < 12)
@@ -109,7 +115,7 @@ static __always_inline __u32 parse_l4(void *l4, void *end, __u64 l4_len, __u8 pr
 }
 
 static __always_inline __u32 parse_ipv4(void *pos, void *end, __u64 l3_len, struct nl_flow_key *key,
-					__u64 l3_off, __u64 *hdr)
+					__u64 l3_off, struct nl_frame *fr)
 {
 	struct iphdr *ip = pos;
 	__u32 hlen;
@@ -126,6 +132,7 @@ static __always_inline __u32 parse_ipv4(void *pos, void *end, __u64 l3_len, stru
 		return NL_BUCKET_MALFORMED;
 
 	key->family = 4;
+	fr->ip_len = bpf_ntohs(ip->tot_len);
 	__builtin_memcpy(key->src, &ip->saddr, 4);
 	__builtin_memcpy(key->dst, &ip->daddr, 4);
 	key->proto = ip->protocol;
@@ -136,7 +143,7 @@ static __always_inline __u32 parse_ipv4(void *pos, void *end, __u64 l3_len, stru
 		return NL_BUCKET_COUNTED;
 	}
 	return parse_l4(pos + hlen, end, bpf_ntohs(ip->tot_len) - hlen, ip->protocol, key,
-			l3_off + hlen, hdr);
+			l3_off + hlen, fr);
 }
 
 static __always_inline int ipv6_is_ext(__u8 nexthdr)
@@ -146,7 +153,7 @@ static __always_inline int ipv6_is_ext(__u8 nexthdr)
 }
 
 static __always_inline __u32 parse_ipv6(void *pos, void *end, __u64 l3_len, struct nl_flow_key *key,
-					__u64 l3_off, __u64 *hdr)
+					__u64 l3_off, struct nl_frame *fr)
 {
 	struct ipv6hdr *ip6 = pos;
 	__u64 limit, off = 0, hlen;
@@ -167,6 +174,7 @@ static __always_inline __u32 parse_ipv6(void *pos, void *end, __u64 l3_len, stru
 		limit = l3_len > sizeof(*ip6) ? l3_len - sizeof(*ip6) : 0;
 
 	key->family = 6;
+	fr->ip_len = sizeof(*ip6) + limit;
 	__builtin_memcpy(key->src, &ip6->saddr, 16);
 	__builtin_memcpy(key->dst, &ip6->daddr, 16);
 	nexthdr = ip6->nexthdr;
@@ -201,35 +209,48 @@ static __always_inline __u32 parse_ipv6(void *pos, void *end, __u64 l3_len, stru
 	if (off > limit)
 		return NL_BUCKET_MALFORMED;
 	key->proto = nexthdr;
-	return parse_l4(pos, end, limit - off, nexthdr, key, l3_off + sizeof(*ip6) + off, hdr);
+	return parse_l4(pos, end, limit - off, nexthdr, key, l3_off + sizeof(*ip6) + off, fr);
 }
 
+/* An skb's outer VLAN tag held apart from its data (nl_frame.outer): this flag, and the tci. */
+#define NL_OUTER_TAG (1u << 16)
+
 /*
- * Parse the frame into key; return the bucket it belongs to. *hdr becomes the
- * length of the headers up to the L4 payload (0 if it never got that far).
+ * Parse the frame into key; return the bucket it belongs to. fr says where
+ * the IP header starts, the IP length, and the headers' length (zeros for
+ * what the parse never got to). `outer` is an outer VLAN tag the kernel
+ * took out of the frame and keeps beside it (tc: NL_OUTER_TAG | tci), 0
+ * for none: it counts as the frame's first tag.
  */
 static __always_inline __u32 parse_frame(void *data, void *end, __u64 len, struct nl_flow_key *key,
-					 __u64 *hdr)
+					 struct nl_frame *fr, __u32 outer)
 {
 	struct ethhdr *eth = data;
 	void *pos = eth + 1;
 	__u64 l3_off, l3_len;
 	__u16 proto;
-	int i;
+	int i, tags = 2;
 
-	*hdr = 0;
+	fr->l3_off = 0;
+	fr->ip_len = 0;
+	fr->hdr = 0;
 	if (pos > end)
 		return NL_BUCKET_MALFORMED;
 	proto = eth->h_proto;
+	if (outer & NL_OUTER_TAG) {
+		tags = 1;
+		if (nl_cfg.vlan)
+			key->vlan = outer & 0x0fff;
+	}
 
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < tags; i++) {
 		struct vlan_tag *tag = pos;
 
 		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD_))
 			break;
 		if ((void *)(tag + 1) > end)
 			return NL_BUCKET_MALFORMED;
-		if (i == 0 && nl_cfg.vlan) {
+		if (i == 0 && tags == 2 && nl_cfg.vlan) {
 			/* An untagged frame and a priority tag (id 0) share key vlan 0. */
 			key->vlan = bpf_ntohs(tag->tci) & 0x0fff;
 		}
@@ -243,10 +264,12 @@ static __always_inline __u32 parse_frame(void *data, void *end, __u64 len, struc
 	 */
 	l3_off = sizeof(*eth) + i * sizeof(struct vlan_tag);
 	l3_len = len > l3_off ? len - l3_off : 0;
+	/* On the wire the tag kept apart is in the frame, before the IP header. */
+	fr->l3_off = l3_off + (tags == 1 ? sizeof(struct vlan_tag) : 0);
 	if (proto == bpf_htons(ETH_P_IP))
-		return parse_ipv4(pos, end, l3_len, key, l3_off, hdr);
+		return parse_ipv4(pos, end, l3_len, key, l3_off, fr);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return parse_ipv6(pos, end, l3_len, key, l3_off, hdr);
+		return parse_ipv6(pos, end, l3_len, key, l3_off, fr);
 	return NL_BUCKET_NON_IP;
 }
 
@@ -293,7 +316,8 @@ static __always_inline void account_begin(struct nl_stats *st)
 	compiler_barrier();
 }
 
-static __always_inline void account_end(struct nl_stats *st, __u32 bucket, __u32 pkts, __u64 bytes)
+static __always_inline void account_end(struct nl_stats *st, __u32 bucket, __u32 pkts,
+					__u64 bytes)
 {
 	st->bucket[NL_BUCKET_SEEN].packets += pkts;
 	st->bucket[NL_BUCKET_SEEN].bytes += bytes;
@@ -306,28 +330,53 @@ static __always_inline void account_end(struct nl_stats *st, __u32 bucket, __u32
 /* Headers a tc program wants in the linear part of an skb before parsing. */
 #define NL_PULL 256
 
+/* What one parsed frame, or GSO/GRO packet, adds to its flow and bucket. */
+struct nl_add {
+	__u32 pkts;	  /* wire frames */
+	__u64 bytes;	  /* their L2 bytes */
+	__u64 ip_bytes;	  /* their IP bytes (IPFIX octetDeltaCount): no L2 header, no padding */
+};
+
+/* One XDP frame: itself, its IP datagram without padding. */
+static __always_inline struct nl_add xdp_add(__u64 len, const struct nl_frame *fr)
+{
+	struct nl_add a = { .pkts = 1, .bytes = len, .ip_bytes = fr->ip_len };
+
+	return a;
+}
+
 /*
  * What a tc program's skb is on the wire: one frame, or a GSO/GRO packet of
- * gso_segs frames that each repeat the headers (hdr bytes, from the parse).
- * At egress the kernel has worked this out already (wire_len: the qdisc
- * packet length, each segment's headers counted; encapsulation included);
- * at ingress after GRO it has not, and it is the packet's length plus the
- * headers of every segment but the first.
+ * gso_segs frames that each repeat the headers (fr->hdr bytes). At egress
+ * the kernel has worked this out already (wire_len: the qdisc packet
+ * length, each segment's headers counted; encapsulation included); at
+ * ingress after GRO it has not, and it is the packet's length plus the
+ * headers of every segment but the first. Each segment's IP bytes are its
+ * frame less the L2 header (segments are not padded).
  */
-static __always_inline void tc_wire(struct __sk_buff *skb, __u64 hdr, __u32 *pkts, __u64 *bytes)
+static __always_inline struct nl_add tc_add(struct __sk_buff *skb, const struct nl_frame *fr)
 {
 	__u32 segs = skb->gso_segs;
 	__u64 len = skb->len;
+	/* A VLAN tag kept beside the data is in every frame on the wire. */
+	__u64 tag = skb->vlan_present ? sizeof(struct vlan_tag) : 0;
+	struct nl_add a = { .pkts = 1, .bytes = len + tag, .ip_bytes = fr->ip_len };
 
-	*pkts = 1;
-	*bytes = len;
 	if (segs <= 1)
-		return;
-	*pkts = segs;
+		return a;
+	a.pkts = segs;
 	if (nl_cfg.hook == NL_HOOK_TC_EGRESS && skb->wire_len >= len)
-		*bytes = skb->wire_len;
-	else if (hdr)
-		*bytes = len + (__u64)(segs - 1) * hdr;
+		a.bytes = skb->wire_len + segs * tag;
+	else if (fr->hdr)
+		a.bytes = len + (__u64)(segs - 1) * fr->hdr + segs * tag;
+	a.ip_bytes = a.bytes > (__u64)segs * fr->l3_off ? a.bytes - (__u64)segs * fr->l3_off : 0;
+	return a;
+}
+
+/* The outer VLAN tag an skb keeps beside its data, for parse_frame. */
+static __always_inline __u32 tc_outer_tag(struct __sk_buff *skb)
+{
+	return skb->vlan_present ? NL_OUTER_TAG | (skb->vlan_tci & 0xffff) : 0;
 }
 
 /*

@@ -89,18 +89,19 @@ struct {
 #define EEXIST_ 17
 
 /*
- * Add a frame (pkts wire frames of bytes in all, for a GSO/GRO skb) to key's
+ * Add a frame (a->pkts wire frames, for a GSO/GRO skb) to key's
  * counters in flows; return the bucket it ended in. Each CPU adds only to
  * its own copy of a value, so plain additions are exact: nobody else writes
  * that copy while this generation is live, and nobody reads it until a
  * grace period after it stopped being live.
  */
-static __always_inline __u32 count_flow(void *flows, struct nl_flow_key *key, __u32 pkts,
-					__u64 bytes, __u64 now)
+static __always_inline __u32 count_flow(void *flows, struct nl_flow_key *key,
+					const struct nl_add *a, __u64 now)
 {
 	struct nl_swap_counter *c, first = {
-		.packets = pkts,
-		.bytes = bytes,
+		.packets = a->pkts,
+		.bytes = a->bytes,
+		.ip_bytes = a->ip_bytes,
 		.first_ns = now,
 		.last_ns = now,
 	};
@@ -124,8 +125,9 @@ static __always_inline __u32 count_flow(void *flows, struct nl_flow_key *key, __
 		if (!c)
 			return NL_BUCKET_EVICT_RACE;
 	}
-	c->packets += pkts;
-	c->bytes += bytes;
+	c->packets += a->pkts;
+	c->bytes += a->bytes;
+	c->ip_bytes += a->ip_bytes;
 	if (!c->first_ns)
 		c->first_ns = now;
 	c->last_ns = now;
@@ -137,7 +139,7 @@ static __always_inline __u32 count_flow(void *flows, struct nl_flow_key *key, __
  * flow if it has one, and its bucket. Everything was computed before; one
  * reading of the generation decides where the whole of it goes.
  */
-static __always_inline void account(__u32 bucket, struct nl_flow_key *key, __u32 pkts, __u64 bytes)
+static __always_inline void account(__u32 bucket, struct nl_flow_key *key, struct nl_add a)
 {
 	__u64 now = nl_now();
 	struct nl_stats *st;
@@ -160,11 +162,11 @@ static __always_inline void account(__u32 bucket, struct nl_flow_key *key, __u32
 
 	account_begin(st);
 	if (bucket == NL_BUCKET_COUNTED)
-		bucket = count_flow(flows, key, pkts, bytes, now);
+		bucket = count_flow(flows, key, &a, now);
 	/* Bounds the index for the verifier; every bucket returned is below it. */
 	if (bucket >= NL_NR_BUCKETS)
 		bucket = NL_BUCKET_MALFORMED;
-	account_end(st, bucket, pkts, bytes);
+	account_end(st, bucket, a.pkts, a.bytes);
 }
 
 /* Ingress through XDP: every frame as the driver received it. */
@@ -174,12 +176,13 @@ int nl_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	/* The whole frame, every fragment of a multi-buffer one included. */
-	__u64 len = bpf_xdp_get_buff_len(ctx), hdr;
+	__u64 len = bpf_xdp_get_buff_len(ctx);
 	struct nl_flow_key key = {};
+	struct nl_frame fr;
 	__u32 bucket;
 
-	bucket = parse_frame(data, end, len, &key, &hdr);
-	account(bucket, &key, 1, len);
+	bucket = parse_frame(data, end, len, &key, &fr, 0);
+	account(bucket, &key, xdp_add(len, &fr));
 	return XDP_PASS;
 }
 
@@ -192,13 +195,12 @@ SEC("tc")
 int nl_tc(struct __sk_buff *skb)
 {
 	struct nl_flow_key key = {};
+	struct nl_frame fr;
 	void *data, *end;
-	__u32 bucket, pkts;
-	__u64 hdr, bytes;
+	__u32 bucket;
 
 	tc_headers(skb, &data, &end);
-	bucket = parse_frame(data, end, skb->len, &key, &hdr);
-	tc_wire(skb, hdr, &pkts, &bytes);
-	account(bucket, &key, pkts, bytes);
+	bucket = parse_frame(data, end, skb->len, &key, &fr, tc_outer_tag(skb));
+	account(bucket, &key, tc_add(skb, &fr));
 	return TC_ACT_UNSPEC;
 }
