@@ -54,7 +54,19 @@ pub fn advice(e: &Error) -> Option<String> {
         Error::StalePin { path } => {
             format!("remove them with `rm -r {path}` (a new `netledger watch` also clears them)")
         }
-        Error::ForeignPin { .. } => "remove it or use another interface".into(),
+        Error::ForeignPin { path, .. } => format!(
+            "if it holds counts, take it down with `netledger down` from the version that made it; else remove it (`rm -r {path}`)"
+        ),
+        Error::Owned { pid, command, .. } => match *command {
+            "netledger run" => format!("stop the service first (systemctl stop netledger, or kill {pid})"),
+            _ => format!("stop that watch first (Ctrl-C it, or kill {pid})"),
+        },
+        Error::ServicePinned { iface } => format!(
+            "the service's counts are there: let `netledger run` adopt them, or take them down with `netledger down --iface {iface}` (which commits them to the store)"
+        ),
+        Error::PinnedConfigDiffers { iface, .. } => format!(
+            "start with the pinned settings, or take the pins down with `netledger down --iface {iface}` (which commits their counts) and start again"
+        ),
         _ => return None,
     })
 }
