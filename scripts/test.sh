@@ -8,7 +8,7 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "test: the tests load BPF programs and create namespaces; run as root (sudo $0)" >&2
     exit 1
 fi
-bash scripts/setup.sh
+bash scripts/setup.sh --tests
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --all-targets

@@ -7,7 +7,9 @@
 //! columns are left out until it does. From the most to the least
 //! important: interface/direction (only when several are shown), bit rate,
 //! bytes, the 10 s, 40 s and 2 s averages (with 1 s cuts the 2 s average is
-//! close to the rate), the share, packets per second, packets.
+//! close to the rate), the share, packets per second, packets. The column
+//! the rows are sorted by is never left out (`p` on 80 columns shows the
+//! packets instead of an average).
 
 use std::time::SystemTime;
 
@@ -315,9 +317,20 @@ fn columns(
         KEY_MIN.min(widths.key)
     };
     let used = |cols: &[(Col, usize)]| cols.iter().map(|(_, w)| w + GAP).sum::<usize>();
+    // The column the rows are sorted by stays: it carries the sort arrow
+    // and the numbers the order follows.
+    let sorted = match p.view.sort().by {
+        SortBy::Rate => Some(Col::Rate),
+        SortBy::Bytes => Some(Col::Bytes),
+        SortBy::Packets => Some(Col::Packets),
+        SortBy::Key => None,
+    };
     for drop in DROP {
         if width.saturating_sub(used(&cols)) >= key_min {
             break;
+        }
+        if Some(drop) == sorted {
+            continue;
         }
         if drop == Col::Share {
             // The bar goes before the percentage does.
