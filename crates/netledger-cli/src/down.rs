@@ -24,7 +24,13 @@ pub fn run(ifaces: Vec<String>, db: &std::path::Path) -> Result<ExitCode> {
     let mut store = Store::open(db, Access::ReadWrite)
         .with_context(|| format!("opening the store {}", db.display()))?;
     for iface in ifaces {
-        let service = Service::open_for_down(&iface)?;
+        let service = Service::open_for_down(&iface).map_err(|e| match e {
+            // The library's advice (start a watch) is no fix for `down`.
+            netledger::Error::NotRunning { .. } => anyhow::anyhow!(
+                "nothing to take down on {iface:?}: netledger has no pins for it in this network namespace (`netledger status` lists what is pinned)"
+            ),
+            e => e.into(),
+        })?;
         let m = service.manifest().clone();
         let detached = service.detach()?;
         let mut summary = Vec::new();

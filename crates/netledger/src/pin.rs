@@ -203,9 +203,13 @@ impl PinSet {
         }
     }
 
-    /// Write (or rewrite) the manifest.
+    /// Write (or rewrite) the manifest: pinned under another name, then
+    /// renamed over the old one, so that a process killed at any instant
+    /// leaves a whole manifest (never none, which no process could adopt).
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        let _ = fs::remove_file(self.dir.join(MANIFEST));
+        // bpffs refuses dots in names.
+        let fresh = format!("{MANIFEST}_new");
+        let _ = fs::remove_file(self.dir.join(&fresh));
         let json = serde_json::to_vec(manifest).expect("a manifest serialises");
         assert!(
             json.len() < MANIFEST_SIZE as usize,
@@ -228,7 +232,8 @@ impl PinSet {
         .map_err(crate::error::map_err("create", "nl_manifest"))?;
         map.update(&0u32.to_ne_bytes(), &value, MapFlags::ANY)
             .map_err(crate::error::map_err("update", "nl_manifest"))?;
-        self.put(MANIFEST, map.as_fd())
+        self.put(&fresh, map.as_fd())?;
+        fs::rename(self.dir.join(&fresh), self.dir.join(MANIFEST)).map_err(|e| self.err(e))
     }
 
     /// The manifest, checked: this layout, written by netledger.
