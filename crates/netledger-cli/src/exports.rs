@@ -49,6 +49,16 @@ impl Exports {
     /// Hand `iv` to every export; a failing export is logged, never fatal
     /// (nothing it does can lose what the store or the output has).
     pub fn interval(&mut self, iv: &Interval) {
+        self.hand(iv, true);
+    }
+
+    /// The same for a cut the metrics' counters already hold (they were
+    /// seeded from a store that had it): every export but the metrics.
+    pub fn interval_except_metrics(&mut self, iv: &Interval) {
+        self.hand(iv, false);
+    }
+
+    fn hand(&mut self, iv: &Interval, to_metrics: bool) {
         if let Some(x) = &mut self.ipfix {
             let _ = x.interval(iv);
             if let Some(m) = &mut self.metrics {
@@ -57,7 +67,7 @@ impl Exports {
                 }
             }
         }
-        if let Some(m) = &mut self.metrics {
+        if let Some(m) = self.metrics.as_mut().filter(|_| to_metrics) {
             if let Err(e) = m.interval(iv) {
                 eprintln!("netledger: metrics: {e}");
             }

@@ -54,6 +54,9 @@ struct Counted {
     service: Service,
     /// One store ledger per leg (direction), in the service's order.
     ledger_ids: Vec<LedgerId>,
+    /// Per leg, the last cut the store held when the metrics were seeded
+    /// from it (0: none): a cut redone up to it is in the counters already.
+    seeded_through: Vec<u64>,
     /// The link was last seen gone (log once per change).
     gone: bool,
     /// The last store error was logged (log once until it clears).
@@ -94,6 +97,7 @@ pub fn run(s: Settings, _: (), verbose: bool) -> Result<ExitCode> {
         let (service, started) = Service::start(iface, &s.ledger, &hooks, opts)?;
         let m = service.manifest().clone();
         let mut ledger_ids = Vec::new();
+        let mut seeded_through = Vec::new();
         for leg in service.legs() {
             let dir = leg.ledger().direction();
             let id = store.ledger(&LedgerInfo::new(&m.instance, iface, dir, &m.config))?;
@@ -107,6 +111,7 @@ pub fn run(s: Settings, _: (), verbose: bool) -> Result<ExitCode> {
                 }
                 metrics.seed(iface, dir, total);
             }
+            seeded_through.push(store.last_seq(id)?.unwrap_or(0));
             ledger_ids.push(id);
         }
         let hooks: Vec<String> = hooks
@@ -136,6 +141,7 @@ pub fn run(s: Settings, _: (), verbose: bool) -> Result<ExitCode> {
         counted.push(Counted {
             service,
             ledger_ids,
+            seeded_through,
             gone: false,
             store_failing: false,
         });
@@ -339,7 +345,13 @@ fn cut_once(
         }
     }
     after.exports.cut_took(took.elapsed());
-    after.exports.interval(&cut.interval);
+    if seq <= c.seeded_through[leg] {
+        // A cut a killed process committed but did not clear: the store
+        // had it when the counters were seeded, so they hold it already.
+        after.exports.interval_except_metrics(&cut.interval);
+    } else {
+        after.exports.interval(&cut.interval);
+    }
     if let Some(sink) = &mut after.jsonl {
         if let Err(e) = sink.interval(&cut.interval) {
             if !netledger_sinks::text::is_broken_pipe(&e) {

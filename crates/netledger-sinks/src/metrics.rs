@@ -222,17 +222,21 @@ impl MetricsSink {
             return;
         }
         // Flows come most bytes first.
+        let mut added = std::collections::HashSet::new();
         for (i, (key, c)) in iv.flows.iter().enumerate() {
             let id = (iv.iface.clone(), iv.dir, *key);
             if let Some(s) = self.series.get_mut(&id) {
                 s.add(*c);
             } else if i < self.top_flows {
-                self.series.insert(id, *c);
+                self.series.insert(id.clone(), *c);
             } else {
                 self.series_dropped += 1;
+                continue;
             }
+            added.insert(id);
         }
-        // Over the cap: the series with the fewest bytes go.
+        // Over the cap: the series with the fewest bytes go, and with them
+        // this interval's record of each, which is then left out too.
         if self.series.len() > self.top_flows {
             let mut by_bytes: Vec<_> = self
                 .series
@@ -243,6 +247,9 @@ impl MetricsSink {
             let excess = self.series.len() - self.top_flows;
             for (_, k) in by_bytes.into_iter().take(excess) {
                 self.series.remove(&k);
+                if added.contains(&k) {
+                    self.series_dropped += 1;
+                }
             }
         }
     }
