@@ -8,6 +8,7 @@
 //! `lab` feature (`netledger::lab`); its own errors are `anyhow` errors.
 
 pub mod bench;
+pub mod fuzz;
 pub mod harness;
 pub mod naive;
 pub mod netns;
