@@ -27,6 +27,7 @@ pub fn advice(e: &Error) -> Option<String> {
         }
         Error::InterfaceNotFound { .. } => "list interfaces with `ip link`".into(),
         Error::XdpModeUnsupported { .. } => "use --xdp-mode generic (or auto)".into(),
+        Error::TcxFull { .. } => "detach one of its programs, or use --tc-attach clsact".into(),
         Error::XdpBusy { iface } => {
             format!("detach it (`ip link set dev {iface} xdp off`) or pick the same --xdp-mode")
         }

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::Mutex;
 
 use libbpf_rs::{TcHookBuilder, TC_EGRESS, TC_INGRESS};
 
@@ -176,6 +177,16 @@ pub(crate) fn tc(
             Ok(link) => return Ok(attached(Attached::Tcx, Keep::Link(link))),
             // A kernel without tcx refuses the attach type.
             Err(e) if mode == TcMode::Auto && e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => {
+                return Err(Error::TcxFull {
+                    iface: iface.to_string(),
+                    point: if hook == Hook::TcEgress {
+                        "egress"
+                    } else {
+                        "ingress"
+                    },
+                })
+            }
             Err(e) => return Err(attach_error(iface, None, e)),
         }
     }
@@ -190,7 +201,55 @@ pub(crate) fn tc(
 struct ClsactFilter {
     ifindex: u32,
     point: u32,
-    created_qdisc: bool,
+    /// The qdisc is one this process made (see [`MadeQdiscs`]).
+    made: Option<QdiscKey>,
+}
+
+/// A clsact qdisc: the network namespace (its inode) and the interface.
+type QdiscKey = (u64, u32);
+
+/// The clsact qdiscs this process made, with how many of its filters hang
+/// on each: a watch of both directions makes the qdisc for the first and
+/// finds it there for the second, and only the last filter to go may
+/// remove it.
+struct MadeQdiscs;
+
+static MADE: Mutex<Vec<(QdiscKey, usize)>> = Mutex::new(Vec::new());
+
+impl MadeQdiscs {
+    /// The qdisc of `ifindex` in this thread's namespace.
+    fn key(ifindex: u32) -> QdiscKey {
+        let ns = std::fs::metadata("/proc/thread-self/ns/net")
+            .or_else(|_| std::fs::metadata("/proc/self/ns/net"))
+            .map_or(0, |m| std::os::unix::fs::MetadataExt::ino(&m));
+        (ns, ifindex)
+    }
+
+    /// One more filter on qdisc `key`; `created`: this call made it. The
+    /// key back if the qdisc is this process's.
+    fn hold(key: QdiscKey, created: bool) -> Option<QdiscKey> {
+        let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+        match made.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None if created => made.push((key, 1)),
+            None => return None,
+        }
+        Some(key)
+    }
+
+    /// One filter fewer on qdisc `key`; the last one deletes the qdisc if
+    /// no filter (of anyone's) is left on it.
+    fn release(key: QdiscKey) {
+        let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(i) = made.iter().position(|(k, _)| *k == key) else {
+            return;
+        };
+        made[i].1 -= 1;
+        if made[i].1 == 0 {
+            made.remove(i);
+            let _ = sys::destroy_clsact_if_empty(key.1);
+        }
+    }
 }
 
 impl ClsactFilter {
@@ -205,22 +264,27 @@ impl ClsactFilter {
             .replace(false)
             .handle(CLSACT_HANDLE)
             .priority(CLSACT_PRIORITY);
-        let mut h = builder.hook(point);
         // The qdisc may be someone else's: then it is never deleted.
-        let created_qdisc = match h.create() {
-            Ok(_) => true,
-            Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => false,
-            Err(e) => return Err(io::Error::other(e)),
-        };
-        match h.attach() {
+        let made = MadeQdiscs::hold(MadeQdiscs::key(ifindex), sys::create_clsact(ifindex)?);
+        let mut h = builder.hook(point);
+        let mut attached = h.attach();
+        if matches!(&attached, Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists)
+            && stale_filter(&mut h)
+        {
+            // A netledger killed before it could detach left its filter
+            // here (a live one holds the interface's pins, so this process
+            // would not have got this far): take its place.
+            attached = builder.replace(true).hook(point).attach();
+        }
+        match attached {
             Ok(_) => Ok(ClsactFilter {
                 ifindex,
                 point,
-                created_qdisc,
+                made,
             }),
             Err(e) => {
-                if created_qdisc {
-                    let _ = sys::destroy_clsact_if_empty(ifindex);
+                if let Some(key) = made {
+                    MadeQdiscs::release(key);
                 }
                 Err(io::Error::other(e))
             }
@@ -228,11 +292,20 @@ impl ClsactFilter {
     }
 }
 
+/// Whether the filter at `h`'s handle and priority runs netledger's tc
+/// data path (`nl_tc`).
+fn stale_filter(h: &mut libbpf_rs::TcHook) -> bool {
+    h.query()
+        .ok()
+        .and_then(|id| sys::prog_name_by_id(id).ok())
+        .is_some_and(|name| name == "nl_tc")
+}
+
 impl Drop for ClsactFilter {
     fn drop(&mut self) {
         let _ = sys::tc_detach(self.ifindex, self.point, CLSACT_HANDLE, CLSACT_PRIORITY);
-        if self.created_qdisc {
-            let _ = sys::destroy_clsact_if_empty(self.ifindex);
+        if let Some(key) = self.made {
+            MadeQdiscs::release(key);
         }
     }
 }

@@ -86,6 +86,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The interface's tcx hook already runs as many programs as the kernel
+    /// allows (ERANGE).
+    #[error(
+        "tcx {point} of {iface:?} is full: it already runs the most programs the kernel allows"
+    )]
+    TcxFull {
+        /// The interface.
+        iface: String,
+        /// "ingress" or "egress".
+        point: &'static str,
+    },
     /// BPF_PROG_TEST_RUN failed.
     #[error("BPF_PROG_TEST_RUN of {prog} failed: {source}")]
     TestRun {

@@ -132,3 +132,89 @@ pub fn lookup_batch<K: Pod, V: Pod>(
 ) -> std::io::Result<()> {
     sys::lookup_batch(map, elem_flags, 1024, out)
 }
+
+/// What a test run of a tc program's skb carries besides its bytes: the
+/// `struct __sk_buff` fields BPF_PROG_TEST_RUN takes as `ctx_in` that make
+/// an skb a GSO/GRO packet. Zero leaves a field unset (`wire_len` is then
+/// the frame's length).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SkbContext {
+    /// `skb_shinfo(skb)->gso_segs`: how many wire segments it stands for.
+    pub gso_segs: u32,
+    /// `skb_shinfo(skb)->gso_size`: the payload bytes of each segment.
+    pub gso_size: u32,
+    /// The qdisc packet length (`qdisc_skb_cb(skb)->pkt_len`, which a tc
+    /// program reads as `wire_len`): at least the frame's length, at most
+    /// 64 KiB (the kernel refuses the run otherwise).
+    pub wire_len: u32,
+}
+
+impl SkbContext {
+    /// `sizeof(struct __sk_buff)` (UAPI, up to `hwtstamp`) and the offsets
+    /// of the fields set: UAPI layout, which never moves.
+    const SIZE: usize = 192;
+    const WIRE_LEN: usize = 160;
+    const GSO_SEGS: usize = 164;
+    const GSO_SIZE: usize = 176;
+
+    /// The `struct __sk_buff` as bytes: every other field and every padding
+    /// byte zero, as the kernel requires of a test run's context.
+    fn to_bytes(self) -> Vec<u8> {
+        let mut b = vec![0u8; Self::SIZE];
+        for (at, v) in [
+            (Self::WIRE_LEN, self.wire_len),
+            (Self::GSO_SEGS, self.gso_segs),
+            (Self::GSO_SIZE, self.gso_size),
+        ] {
+            b[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        b
+    }
+}
+
+/// BPF_PROG_TEST_RUN of a tc program descriptor on `frame` (from its
+/// Ethernet header) as an skb with `ctx`, `repeat` times.
+pub fn test_run_skb(
+    prog: BorrowedFd<'_>,
+    frame: &[u8],
+    ctx: SkbContext,
+    repeat: u32,
+) -> Result<TestRun> {
+    use std::os::fd::AsRawFd;
+    let ctx_in = ctx.to_bytes();
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
+        data_in: frame.as_ptr().cast(),
+        data_size_in: frame.len() as u32,
+        data_out: out.as_mut_ptr().cast(),
+        data_size_out: out.len() as u32,
+        ctx_in: ctx_in.as_ptr().cast(),
+        ctx_size_in: ctx_in.len() as u32,
+        repeat: repeat as i32,
+        ..Default::default()
+    };
+    // SAFETY: opts points at `frame` and `ctx_in` (read) and `out` (written
+    // up to its stated size), all alive for the call.
+    let ret = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+    if ret < 0 {
+        return Err(Error::TestRun {
+            prog: "a tc program with an skb context",
+            source: std::io::Error::from_raw_os_error(-ret),
+        });
+    }
+    out.truncate(opts.data_size_out as usize);
+    Ok(TestRun {
+        retval: opts.retval,
+        duration_ns: opts.duration,
+        data_out: out,
+    })
+}
+
+impl Ledger {
+    /// Run the tc data path (a ledger loaded at a tc hook) on `frame` as an
+    /// skb with `ctx` (e.g. a GSO packet), `repeat` times.
+    pub fn test_run_skb(&self, frame: &[u8], ctx: SkbContext, repeat: u32) -> Result<TestRun> {
+        test_run_skb(self.program(), frame, ctx, repeat)
+    }
+}

@@ -8,7 +8,7 @@
 use std::ffi::CString;
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -325,6 +325,30 @@ pub fn tc_detach(ifindex: u32, point: u32, handle: u32, priority: u32) -> io::Re
     };
     // SAFETY: both structs are valid and sized; libbpf only reads them.
     check(unsafe { libbpf_sys::bpf_tc_detach(&hook, &opts) }).map(drop)
+}
+
+/// Create the clsact qdisc of `ifindex`: true if this call made it, false
+/// if one was there already (libbpf-rs's `TcHook::create` says Ok for both).
+pub fn create_clsact(ifindex: u32) -> io::Result<bool> {
+    let mut hook = libbpf_sys::bpf_tc_hook {
+        sz: size_of::<libbpf_sys::bpf_tc_hook>() as _,
+        ifindex: ifindex as i32,
+        attach_point: libbpf_sys::BPF_TC_INGRESS,
+        ..Default::default()
+    };
+    // SAFETY: hook is a valid, sized bpf_tc_hook; libbpf only reads it.
+    match check(unsafe { libbpf_sys::bpf_tc_hook_create(&mut hook) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The name of the program with kernel id `id`.
+pub fn prog_name_by_id(id: u32) -> io::Result<String> {
+    // SAFETY: plain syscall wrapper; the descriptor is owned right after.
+    let fd = owned(unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) })?;
+    Ok(prog_info(fd.as_fd())?.1)
 }
 
 /// Delete the clsact qdisc of `ifindex` if no filter is left on it (at

@@ -1,5 +1,7 @@
 //! A `netledger watch` child process for the CLI tests.
 
+pub mod daemon;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::mpsc;

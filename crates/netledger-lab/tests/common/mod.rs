@@ -5,6 +5,8 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+pub mod frames;
+
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
 
 /// Tests of one binary that pin threads or time cuts take this lock, so that

@@ -99,6 +99,9 @@ static __always_inline __u32 parse_l4(void *l4, void *end, __u64 l4_len, __u8 pr
 		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6_:
+		/* ICMP of the other family (1 in IPv6, 58 in IPv4) is just another protocol. */
+		if (proto != (key->family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6_))
+			return NL_BUCKET_COUNTED;
 		if (l4 + 8 > end || l4_len < 8)
 			return NL_BUCKET_MALFORMED;
 		key->sport = p[0];
@@ -362,6 +365,14 @@ static __always_inline struct nl_add tc_add(struct __sk_buff *skb, const struct 
 	__u64 tag = skb->vlan_present ? sizeof(struct vlan_tag) : 0;
 	struct nl_add a = { .pkts = 1, .bytes = len + tag, .ip_bytes = fr->ip_len };
 
+	/*
+	 * A GSO packet the kernel has not vetted (from a tap or a packet socket:
+	 * SKB_GSO_DODGY) has a segment size and no segment count until it is
+	 * segmented, after this hook; count its segments as the kernel will
+	 * (qdisc_pkt_len_init does the same for wire_len).
+	 */
+	if (!segs && skb->gso_size && fr->hdr && len > fr->hdr)
+		segs = (len - fr->hdr + skb->gso_size - 1) / skb->gso_size;
 	if (segs <= 1)
 		return a;
 	a.pkts = segs;
