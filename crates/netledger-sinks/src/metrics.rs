@@ -147,7 +147,7 @@ impl MetricsSink {
         out.push(flows);
         let mut hist = Family::histogram(
             "netledger_cut_duration_seconds",
-            "How long a cut took: taking it from the kernel, committing and clearing.",
+            "How long a cut took: taking it from the kernel, committing and clearing (since this process started).",
         )?;
         hist.add_histogram(&[], &self.cut_durations)?;
         out.push(hist);
@@ -172,11 +172,11 @@ impl MetricsSink {
         if self.top_flows > 0 {
             let mut fp = Family::counter(
                 "netledger_flow_packets_total",
-                "Frames of the top flows by bytes, since each entered the top.",
+                "Frames of the top flows by bytes, since each entered the top (in this process).",
             )?;
             let mut fb = Family::counter(
                 "netledger_flow_bytes_total",
-                "Bytes of the top flows by bytes, since each entered the top.",
+                "Bytes of the top flows by bytes, since each entered the top (in this process).",
             )?;
             let mut series: Vec<_> = self.series.iter().collect();
             series.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(b.0)));
@@ -196,13 +196,13 @@ impl MetricsSink {
         }
         let mut dropped = Family::counter(
             "netledger_flow_series_dropped_total",
-            "Flow records of intervals that the per-flow series cap left out.",
+            "Flow records of intervals that the per-flow series cap left out (since this process started).",
         )?;
         dropped.add(&[], self.series_dropped as f64)?;
         out.push(dropped);
         let mut exp = Family::counter(
             "netledger_export_dropped_total",
-            "Records an export sink dropped because its collector was down or unreachable.",
+            "Records an export sink dropped because its collector was down or unreachable (since this process started).",
         )?;
         for (sink, n) in &self.export_dropped {
             exp.add(&[("sink", sink)], *n as f64)?;
