@@ -9,6 +9,44 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::skel::types::{nl_config, nl_key_mode};
 
+/// `ALL`, `name()`, `Display` and `FromStr` for an enum whose values have
+/// names (on the command line, in the settings file and the manifest).
+macro_rules! named {
+    ($ty:ident, $what:literal, $expected:literal, { $($v:ident => $n:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value.
+            pub const ALL: [$ty; [$($n),+].len()] = [$($ty::$v),+];
+
+            /// The value's name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$v => $n),+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                Self::ALL
+                    .into_iter()
+                    .find(|m| m.name() == s)
+                    .ok_or_else(|| Error::InvalidConfig {
+                        what: $what,
+                        value: s.to_string(),
+                        expected: $expected,
+                    })
+            }
+        }
+    };
+}
+
 /// What a flow key is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -24,20 +62,14 @@ pub enum KeyMode {
     FiveTuple,
 }
 
+named!(KeyMode, "key mode", "src-ip, dst-ip, ip-pair or five-tuple", {
+    SrcIp => "src-ip",
+    DstIp => "dst-ip",
+    IpPair => "ip-pair",
+    FiveTuple => "five-tuple",
+});
+
 impl KeyMode {
-    /// Every mode.
-    pub const ALL: [KeyMode; 4] = [Self::SrcIp, Self::DstIp, Self::IpPair, Self::FiveTuple];
-
-    /// The mode's name on the command line and in the manifest.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::SrcIp => "src-ip",
-            Self::DstIp => "dst-ip",
-            Self::IpPair => "ip-pair",
-            Self::FiveTuple => "five-tuple",
-        }
-    }
-
     /// The value of `enum nl_key_mode`.
     pub(crate) fn raw(self) -> nl_key_mode {
         match self {
@@ -59,25 +91,6 @@ impl KeyMode {
     }
 }
 
-impl fmt::Display for KeyMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for KeyMode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| Error::InvalidConfig {
-                what: "key mode",
-                value: s.to_string(),
-                expected: "src-ip, dst-ip, ip-pair or five-tuple",
-            })
-    }
-}
 
 /// How counters are kept, read and cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -94,38 +107,10 @@ pub enum Strategy {
     Swap,
 }
 
-impl Strategy {
-    /// Every strategy.
-    pub const ALL: [Strategy; 2] = [Strategy::Lock, Strategy::Swap];
-
-    /// The strategy's name on the command line and in the manifest.
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::Lock => "lock",
-            Strategy::Swap => "swap",
-        }
-    }
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Strategy {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| Error::InvalidConfig {
-                what: "strategy",
-                value: s.to_string(),
-                expected: "lock or swap",
-            })
-    }
-}
+named!(Strategy, "strategy", "lock or swap", {
+    Lock => "lock",
+    Swap => "swap",
+});
 
 /// Where a data path runs: ingress through XDP or tc, or egress through tc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -188,38 +173,11 @@ pub enum XdpMode {
     Generic,
 }
 
-impl XdpMode {
-    /// The mode's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Native => "native",
-            Self::Generic => "generic",
-        }
-    }
-}
-
-impl fmt::Display for XdpMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for XdpMode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "native" => Ok(Self::Native),
-            "generic" => Ok(Self::Generic),
-            _ => Err(Error::InvalidConfig {
-                what: "XDP mode",
-                value: s.to_string(),
-                expected: "auto, native or generic",
-            }),
-        }
-    }
-}
+named!(XdpMode, "XDP mode", "auto, native or generic", {
+    Auto => "auto",
+    Native => "native",
+    Generic => "generic",
+});
 
 /// Everything fixed at load time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
