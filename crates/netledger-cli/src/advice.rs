@@ -43,8 +43,17 @@ pub fn advice(e: &Error) -> Option<String> {
                 .into()
         }
         Error::Unsupported { .. } => "start the ledger with --strategy lock".into(),
-        Error::BpffsNotMounted { path, .. } => {
-            format!("mount it with `mount -t bpf bpf {path}`")
+        Error::BpffsNotMounted { path, .. } => format!(
+            "mount it as root with `mount -t bpf bpf {path}` (mounting needs CAP_SYS_ADMIN, which netledger does not ask for)"
+        ),
+        Error::Pin { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            // SAFETY: getuid and getgid cannot fail.
+            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+            format!(
+                "as root, let this user (uid {uid}) reach bpffs and own netledger's directory there: \
+                 `chmod o+x /sys/fs/bpf && install -d -o {uid} -g {gid} -m 0700 /sys/fs/bpf/netledger` \
+                 (contrib/netledger.service does this before it starts), and remove pins another user left there"
+            )
         }
         Error::NotRunning { iface } => {
             format!("start one with `netledger watch --iface {iface} --strategy lock`")

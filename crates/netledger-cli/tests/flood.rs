@@ -284,7 +284,10 @@ impl Bed {
 
     fn sender(&self) -> Sender {
         let veth = self.veth.as_ref().expect("the veth pair");
-        let mac = |i: &netns::Iface| i.mac().unwrap_or_else(|e| panic!("MAC of {}: {e}", i.name()));
+        let mac = |i: &netns::Iface| {
+            i.mac()
+                .unwrap_or_else(|e| panic!("MAC of {}: {e}", i.name()))
+        };
         let macs = (mac(veth.a()), mac(veth.b()));
         let sock = RawSocket::open_in(Some(&self.tx), TX_IF)
             .unwrap_or_else(|e| panic!("opening a raw socket on {TX_IF}: {e}"));
@@ -330,13 +333,16 @@ fn remove_pins(dir: &std::path::Path) {
     }
 }
 
+/// Lines of output, collected by a thread.
+type Lines = Arc<Mutex<Vec<String>>>;
+
 /// A netledger child in the receiving namespace: stdout lines and stderr
 /// lines collected by threads; killed (-9) and reaped on drop.
 struct Proc {
     child: Child,
     pid: u32,
-    out: Arc<Mutex<Vec<String>>>,
-    err: Arc<Mutex<Vec<String>>>,
+    out: Lines,
+    err: Lines,
     readers: Vec<JoinHandle<()>>,
     reaped: bool,
 }
@@ -354,7 +360,7 @@ impl Proc {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("starting netledger {args:?}: {e}"));
-        let collect = |r: Box<dyn std::io::Read + Send>, into: Arc<Mutex<Vec<String>>>| {
+        let collect = |r: Box<dyn std::io::Read + Send>, into: Lines| {
             std::thread::spawn(move || {
                 for line in BufReader::new(r).lines() {
                     let Ok(line) = line else { break };
@@ -362,7 +368,7 @@ impl Proc {
                 }
             })
         };
-        let (out, err): (Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>) = Default::default();
+        let (out, err): (Lines, Lines) = Default::default();
         let readers = vec![
             collect(Box::new(child.stdout.take().unwrap()), Arc::clone(&out)),
             collect(Box::new(child.stderr.take().unwrap()), Arc::clone(&err)),
@@ -509,8 +515,8 @@ fn intervals(lines: &[String]) -> Vec<Interval> {
     let mut out = Vec::new();
     let mut cur = Interval::default();
     for line in lines {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
         match v["type"].as_str() {
             Some("flow") => {
                 let c = count(&v);
@@ -695,7 +701,11 @@ fn check(name: &str, o: &Outcome, lock: bool) {
             "{name}: interval {n} has {} flows, more than the map holds",
             i.flows
         );
-        assert_eq!(i.bucket("non_ip").0 + i.bucket("malformed").0, 0, "{name}: interval {n}: only IPv4 TCP/UDP was sent");
+        assert_eq!(
+            i.bucket("non_ip").0 + i.bucket("malformed").0,
+            0,
+            "{name}: interval {n}: only IPv4 TCP/UDP was sent"
+        );
     }
     if lock {
         assert_eq!(
@@ -721,7 +731,11 @@ fn check(name: &str, o: &Outcome, lock: bool) {
     assert!(map_full > 0, "{name}: the map never filled");
     // The flow that starts after the flood is exact (with lock: eviction
     // freed the slots the flood took).
-    assert_eq!(b, (o.b_sent, o.b_sent * Known::LEN), "{name}: flow B after the flood");
+    assert_eq!(
+        b,
+        (o.b_sent, o.b_sent * Known::LEN),
+        "{name}: flow B after the flood"
+    );
     if lock {
         assert_eq!(
             a,

@@ -31,7 +31,9 @@ use crate::sys;
 pub const BPFFS: &str = "/sys/fs/bpf";
 
 /// The version of the pin layout; pins of another are refused, never reused.
-pub const LAYOUT: u32 = 1;
+/// 2: slots of 192 bytes, counters without time stamps, `gen` a global
+/// variable's map.
+pub const LAYOUT: u32 = 2;
 
 /// Bytes of the manifest map's value (JSON, NUL-padded).
 const MANIFEST_SIZE: u32 = 1024;
@@ -318,6 +320,14 @@ impl PinSet {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Rename the pin `from` to `to`, replacing what `to` pinned.
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        fs::rename(self.dir.join(from), self.dir.join(to)).map_err(|source| Error::Pin {
+            path: self.dir.join(to).display().to_string(),
+            source,
+        })
     }
 
     /// An object pinned as `name`, if it is there.
