@@ -1,10 +1,11 @@
-//! Parts 1 and 4 of `netledger bench` on their own: data-path cost of every
-//! way of counting (ns/packet through test_run), and the lock strategy's
-//! slowdown while a locked snapshot loop runs on another CPU. Prints a
+//! Parts 1, 1b and 4 of `netledger bench` on their own: data-path cost of
+//! every way of counting (ns/packet through test_run), where the data paths'
+//! ns go (models with one part taken away at a time), and the lock
+//! strategy's slowdown while locked snapshots run on another CPU. Prints a
 //! markdown table of every figure, with its samples and tags.
 //!
 //! Needs root. Run with:
-//! `cargo run --release -p netledger-lab --example bench_datapath [-- --quick] [--rounds N] [--only datapath|reader]`
+//! `cargo run --release -p netledger-lab --example bench_datapath [-- --quick] [--rounds N] [--only datapath|breakdown|reader]`
 
 use std::time::Instant;
 
@@ -38,7 +39,9 @@ fn main() -> anyhow::Result<()> {
     };
     let mut out = std::io::stdout().lock();
     for (key, title, part) in PARTS {
-        if !["datapath", "reader"].contains(&key) || only.as_deref().is_some_and(|o| o != key) {
+        if !["datapath", "breakdown", "reader"].contains(&key)
+            || only.as_deref().is_some_and(|o| o != key)
+        {
             continue;
         }
         let ms = part(&opts)?;

@@ -1,11 +1,11 @@
-//! Runs three parts of `netledger bench` on their own and prints their
-//! tables: read-side exactness, snapshot/drain throughput and real packets
-//! through a veth pair. Full sizes first, then quick mode (as the end-to-end
+//! Runs four parts of `netledger bench` on their own and prints their
+//! tables: read-side exactness, live snapshots, real packets through a veth
+//! pair, and the service's cuts. Full sizes first, then quick mode (as the end-to-end
 //! test runs it), with the time each part took.
 //!
 //! Run as root: `cargo run --release -p netledger-lab --example bench_rest`
 //! Arguments (optional): `full` or `quick` (only that mode), and a
-//! comma-separated list of parts (`exactness,drain,real`); `--rounds N`.
+//! comma-separated list of parts (`exactness,drain,real,cuts`); `--rounds N`.
 
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use netledger_lab::bench::report::{markdown, PARTS};
 use netledger_lab::bench::Options;
 
 /// The parts this example runs (keys of [`PARTS`]).
-const REST: [&str; 3] = ["exactness", "drain", "real"];
+const REST: [&str; 4] = ["exactness", "drain", "real", "cuts"];
 
 fn main() -> anyhow::Result<()> {
     netledger::quiet_libbpf();

@@ -67,7 +67,7 @@ impl NaiveLedger {
     /// Load `nl_naive`; cuts use `method`.
     pub fn load(method: NaiveReset) -> Result<NaiveLedger> {
         let cfg = LedgerConfig::default();
-        let obj = BenchObject::load(&cfg, None)?;
+        let obj = BenchObject::load(&cfg)?;
         Ok(NaiveLedger {
             prog: obj.progs.naive,
             flows: obj.maps.naive_flows,

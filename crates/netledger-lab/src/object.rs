@@ -36,16 +36,6 @@ pub(crate) struct Programs {
     pub empty: OwnedFd,
     /// The classic locked hash (`nl_naive_flows`).
     pub naive: OwnedFd,
-    /// Plain `+=` on a shared hash value.
-    pub plain: OwnedFd,
-    /// Two atomic adds on a shared hash value.
-    pub atomic: OwnedFd,
-    /// A per-CPU hash with plain adds.
-    pub percpu: OwnedFd,
-    /// One spin-locked counter, no parsing.
-    pub bare_lock: OwnedFd,
-    /// One per-CPU counter, no parsing.
-    pub bare_percpu: OwnedFd,
 }
 
 /// The maps of `bench.bpf.c` the lab reads or fills.
@@ -55,10 +45,6 @@ pub(crate) struct Maps {
     pub naive_flows: MapHandle,
     /// What `nl_naive` could not place (per CPU).
     pub naive_missed: MapHandle,
-    /// The shared hash of `nl_plain` and `nl_atomic`.
-    pub bench_hash: MapHandle,
-    /// The per-CPU hash of `nl_percpu`.
-    pub bench_pcpu: MapHandle,
 }
 
 /// `bench.bpf.c`, loaded.
@@ -69,10 +55,10 @@ pub(crate) struct BenchObject {
 }
 
 impl BenchObject {
-    /// Load the object with `cfg`'s key configuration in its `nl_cfg`, and
-    /// the bench flow maps (`nl_bench_hash`, `nl_bench_pcpu`) sized to
-    /// `bench_flows` entries (None: as compiled).
-    pub fn load(cfg: &LedgerConfig, bench_flows: Option<u32>) -> Result<BenchObject> {
+    /// Load the object with `cfg`'s key configuration in its `nl_cfg` (the
+    /// measurements load it themselves, with their maps sized:
+    /// `bench::programs`).
+    pub fn load(cfg: &LedgerConfig) -> Result<BenchObject> {
         cfg.validate()?;
         netledger::preflight()?;
         let mut storage = MaybeUninit::uninit();
@@ -85,12 +71,6 @@ impl BenchObject {
             .as_deref_mut()
             .expect("bench.bpf.o has a .rodata section");
         rodata.nl_cfg = from_bytes(bytes_of(&cfg.to_raw()));
-        if let Some(n) = bench_flows {
-            for map in [&mut open.maps.nl_bench_hash, &mut open.maps.nl_bench_pcpu] {
-                map.set_max_entries(n)
-                    .context("sizing the bench flow maps")?;
-            }
-        }
         let skel = open.load().context("loading bench.bpf.o")?;
         let prog = |p: &libbpf_rs::ProgramMut<'_>| -> Result<OwnedFd> {
             Ok(p.as_fd().try_clone_to_owned()?)
@@ -99,18 +79,11 @@ impl BenchObject {
         let progs = Programs {
             empty: prog(&p.nl_empty)?,
             naive: prog(&p.nl_naive)?,
-            plain: prog(&p.nl_plain)?,
-            atomic: prog(&p.nl_atomic)?,
-            percpu: prog(&p.nl_percpu)?,
-            bare_lock: prog(&p.nl_bare_lock)?,
-            bare_percpu: prog(&p.nl_bare_percpu)?,
         };
         let m = &skel.maps;
         let maps = Maps {
             naive_flows: MapHandle::try_from(&m.nl_naive_flows)?,
             naive_missed: MapHandle::try_from(&m.nl_naive_missed)?,
-            bench_hash: MapHandle::try_from(&m.nl_bench_hash)?,
-            bench_pcpu: MapHandle::try_from(&m.nl_bench_pcpu)?,
         };
         Ok(BenchObject { progs, maps })
     }
@@ -126,7 +99,7 @@ pub struct EmptyProgram {
 impl EmptyProgram {
     /// Load it (with the rest of `bench.bpf.c`, which is then dropped).
     pub fn load() -> Result<EmptyProgram> {
-        let obj = BenchObject::load(&LedgerConfig::default(), None)?;
+        let obj = BenchObject::load(&LedgerConfig::default())?;
         Ok(EmptyProgram {
             prog: obj.progs.empty,
         })

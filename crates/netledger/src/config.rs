@@ -91,7 +91,6 @@ impl KeyMode {
     }
 }
 
-
 /// How counters are kept, read and cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -112,6 +112,18 @@ pub fn attach_xdp_fd(
     crate::attach::xdp(prog, iface, mode)
 }
 
+/// Attach any tc program descriptor to `iface` at `hook`, as a ledger's tc
+/// data path is attached (tcx in `mode` Auto or Tcx; for the lab's
+/// reference programs).
+pub fn attach_tc_fd(
+    prog: BorrowedFd<'_>,
+    iface: &str,
+    hook: crate::config::Hook,
+    mode: crate::attach::TcMode,
+) -> Result<crate::attach::Attachment> {
+    crate::attach::tc(prog, iface, hook, mode)
+}
+
 /// Update many keys of a per-CPU map: `values` holds one value per possible
 /// CPU for each key, key by key.
 pub fn update_batch_percpu<K: Pod, V: Pod>(

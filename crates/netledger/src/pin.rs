@@ -31,7 +31,7 @@ use crate::sys;
 pub const BPFFS: &str = "/sys/fs/bpf";
 
 /// The version of the pin layout; pins of another are refused, never reused.
-/// 2: slots of 192 bytes, counters without time stamps, `gen` a global
+/// 2: slots of 128 bytes, counters without time stamps, `gen` a global
 /// variable's map.
 pub const LAYOUT: u32 = 2;
 

@@ -47,14 +47,14 @@ pub mod types {
 
     // The C header is the one definition; these catch a Rust side that drifted.
     const _: () = assert!(std::mem::size_of::<nl_flow_key>() == 44);
-    const _: () = assert!(std::mem::size_of::<nl_slot>() == 96);
+    const _: () = assert!(std::mem::size_of::<nl_slot>() == 128);
     const _: () = assert!(std::mem::size_of::<nl_count>() == 16);
     const _: () = assert!(std::mem::size_of::<nl_stats>() == 8 + 16 * NR_BUCKETS + 8 + 8);
     const _: () = assert!(std::mem::size_of::<nl_exchange_req>() == 24 + 2 * 44 + 8);
-    const _: () = assert!(std::mem::size_of::<nl_record>() == 96);
+    const _: () = assert!(std::mem::size_of::<nl_record>() == 80);
     const _: () = assert!(std::mem::size_of::<nl_config>() == 32);
     const _: () = assert!(std::mem::size_of::<super::swap_skel::types::nl_config>() == 32);
-    const _: () = assert!(std::mem::size_of::<nl_swap_counter>() == 40);
+    const _: () = assert!(std::mem::size_of::<nl_swap_counter>() == 24);
     const _: () = assert!(std::mem::size_of::<nl_cut_ctl>() == 48 + 2 * (16 * NR_BUCKETS + 8));
 
     /// The number of buckets (`NL_NR_BUCKETS`), as an array length.

@@ -55,6 +55,17 @@ pub(crate) fn read_settled(stats: &MapHandle, map: &'static str) -> Result<Bucke
     }
 }
 
+/// One reading, summed over CPUs without waiting for settled copies: for
+/// buckets kept without the sequence window (strategy swap, whose live
+/// buckets only tests and the benchmark read).
+pub(crate) fn read_once(stats: &MapHandle, map: &'static str) -> Result<Buckets> {
+    let per_cpu: Vec<nl_stats> = stats
+        .get_percpu(&0)
+        .map_err(map_err("lookup", map))?
+        .unwrap_or_default();
+    Ok(sum(&per_cpu))
+}
+
 /// A reading in which no CPU may be mid-update (the map is quiescent): one
 /// copy, checked.
 pub(crate) fn read_quiescent(stats: &MapHandle, map: &'static str) -> Result<Vec<nl_stats>> {

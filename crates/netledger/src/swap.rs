@@ -32,7 +32,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
 use crate::config::{Hook, LedgerConfig};
 use crate::ctl::{self, Ctl};
-use crate::error::{map_err, map_io_err, Result};
+use crate::error::{map_err, map_io_err, Error, Result};
 use crate::load::{load_err, own_map, own_prog};
 use crate::maps::{Grace, TypedMap};
 use crate::pin::PinSet;
@@ -57,6 +57,13 @@ const PIN_GEN: &str = "gen";
 const PIN_FLOWS: &str = "flows";
 const PIN_STATS: &str = "stats";
 const PIN_CTL: &str = "ctl";
+/// The inner maps of each generation are pinned too (`flows0`, `stats1`,
+/// ...): reopening them by id would need CAP_SYS_ADMIN, pins need only
+/// access to the files. A flow map swapped in at a clear is pinned as
+/// `flowsN_new` (bpffs refuses dots in names) before it enters the outer
+/// map and renamed over `flowsN` after, so whichever of the two the outer
+/// map holds is pinned.
+const PIN_NEW: &str = "_new";
 
 /// What the first phase of a cut read from the old generation.
 #[derive(Debug)]
@@ -72,7 +79,8 @@ pub(crate) struct SwapTaken {
 #[derive(Debug)]
 pub(crate) struct SwapBackend {
     prog: OwnedFd,
-    /// `nl_gen`: one u32, the live generation.
+    /// `nl_gen`: one u32, the live generation (a global variable of the
+    /// data path: the one-entry map of its section).
     gen: MapHandle,
     /// The outer maps: `nl_swap_flows` and `nl_swap_stats`.
     outer_flows: MapHandle,
@@ -84,6 +92,9 @@ pub(crate) struct SwapBackend {
     max_flows: u32,
     /// A fresh, empty flow map made ahead of time, to swap in at a clear.
     spare: Arc<Mutex<Option<MapHandle>>>,
+    /// Where the maps are pinned (pinned or opened from pins), so that a
+    /// flow map swapped in is pinned as well.
+    pins: std::sync::OnceLock<PinSet>,
 }
 
 /// The inner maps as this process holds them (a clear may replace a flow map).
@@ -114,7 +125,8 @@ impl SwapBackend {
             map.set_max_entries(cfg.max_flows).map_err(load_err)?;
         }
         let skel = open.load().map_err(load_err)?;
-        let gen = own_map(&skel.maps.nl_gen)?;
+        // nl_gen is a global variable: the map of its section `.data.gen`.
+        let gen = own_map(&skel.maps.data_gen)?;
         let live = read_gen(&gen)?;
         let gens = Gens {
             live,
@@ -141,16 +153,26 @@ impl SwapBackend {
             ncpus: libbpf_rs::num_possible_cpus().map_err(load_err)?,
             max_flows: cfg.max_flows,
             spare: Arc::default(),
+            pins: std::sync::OnceLock::new(),
         })
     }
 
-    /// Pin the program and the maps that reach every generation.
+    /// Pin the program, the maps that reach every generation, and each
+    /// generation's maps.
     pub fn pin(&self, pins: &PinSet) -> Result<()> {
         pins.put(PIN_PROG, self.prog.as_fd())?;
         pins.put(PIN_GEN, self.gen.as_fd())?;
         pins.put(PIN_FLOWS, self.outer_flows.as_fd())?;
         pins.put(PIN_STATS, self.outer_stats.as_fd())?;
-        pins.put(PIN_CTL, self.ctl.as_fd())
+        pins.put(PIN_CTL, self.ctl.as_fd())?;
+        let st = self.lock();
+        for g in 0..2 {
+            pins.put(&format!("{PIN_FLOWS}{g}"), st.flows[g].as_fd())?;
+            pins.put(&format!("{PIN_STATS}{g}"), st.stats[g].as_fd())?;
+        }
+        drop(st);
+        let _ = self.pins.set(pins.clone());
+        Ok(())
     }
 
     /// A handle of the cut control map.
@@ -174,22 +196,45 @@ impl SwapBackend {
             std::mem::size_of::<nl_cut_ctl>() as u32,
             1,
         )?;
-        let inner = |outer: &MapHandle, g: u32, name: &'static str| -> Result<MapHandle> {
-            let id: u32 = outer
-                .get(&g, MapFlags::ANY)
-                .map_err(map_err("lookup", name))?
-                .unwrap_or_default();
-            MapHandle::from_map_id(id).map_err(map_err("open by id", name))
-        };
+        // Generation g's map: the pinned one the outer map holds (its id
+        // tells), else by id (pins of an older version; needs CAP_SYS_ADMIN).
+        let inner =
+            |outer: &MapHandle, g: u32, pin: &str, name: &'static str| -> Result<MapHandle> {
+                let id: u32 = outer
+                    .get(&g, MapFlags::ANY)
+                    .map_err(map_err("lookup", name))?
+                    .unwrap_or_default();
+                for candidate in [format!("{pin}{g}{PIN_NEW}"), format!("{pin}{g}")] {
+                    let Ok(m) = MapHandle::from_pinned_path(pins.dir().join(&candidate)) else {
+                        continue;
+                    };
+                    if m.info().is_ok_and(|i| i.info.id == id) {
+                        return Ok(m);
+                    }
+                }
+                MapHandle::from_map_id(id).map_err(|source| {
+                    if source.kind() == libbpf_rs::ErrorKind::PermissionDenied {
+                        Error::PermissionDenied {
+                            op: format!(
+                                "opening {name}[{g}] by id (its pin {} is missing or stale; \
+                             opening a map by id needs CAP_SYS_ADMIN)",
+                                pins.dir().join(format!("{pin}{g}")).display()
+                            ),
+                        }
+                    } else {
+                        map_err("open by id", name)(source)
+                    }
+                })
+            };
         let gens = Gens {
             live: read_gen(&gen)?,
             flows: [
-                inner(&outer_flows, 0, "nl_swap_flows")?,
-                inner(&outer_flows, 1, "nl_swap_flows")?,
+                inner(&outer_flows, 0, PIN_FLOWS, "nl_swap_flows")?,
+                inner(&outer_flows, 1, PIN_FLOWS, "nl_swap_flows")?,
             ],
             stats: [
-                inner(&outer_stats, 0, "nl_swap_stats")?,
-                inner(&outer_stats, 1, "nl_swap_stats")?,
+                inner(&outer_stats, 0, PIN_STATS, "nl_swap_stats")?,
+                inner(&outer_stats, 1, PIN_STATS, "nl_swap_stats")?,
             ],
         };
         Ok(SwapBackend {
@@ -202,6 +247,7 @@ impl SwapBackend {
             ncpus: libbpf_rs::num_possible_cpus().map_err(load_err)?,
             max_flows: cfg.max_flows,
             spare: Arc::default(),
+            pins: std::sync::OnceLock::from(pins.clone()),
         })
     }
 
@@ -214,11 +260,14 @@ impl SwapBackend {
         self.prog.as_fd()
     }
 
-    /// The current generation's buckets (everything since the last cut),
-    /// settled. Waits for a cut in progress.
+    /// The current generation's buckets (everything since the last cut).
+    /// Waits for a cut in progress. A live generation's buckets have no
+    /// sequence window (cuts read a generation only once quiescent): a frame
+    /// being accounted while this reads may show in `seen` before its
+    /// bucket. Exact when no frame is in flight.
     pub fn buckets(&self) -> Result<Buckets> {
         let st = self.lock();
-        stats::read_settled(&st.stats[st.live as usize], "nl_stats")
+        stats::read_once(&st.stats[st.live as usize], "nl_stats")
     }
 
     /// The generation the data path writes now.
@@ -326,12 +375,26 @@ impl SwapBackend {
                 Some(m) => m,
                 None => new_flow_map(self.max_flows)?,
             };
+            // Pinned before it enters the outer map, renamed over the old
+            // pin after: the map the outer one holds is always pinned.
+            let pinned = self.pins.get();
+            let (name, new) = (
+                format!("{PIN_FLOWS}{g}"),
+                format!("{PIN_FLOWS}{g}{PIN_NEW}"),
+            );
+            if let Some(pins) = pinned {
+                pins.unpin(&new)?;
+                pins.put(&new, fresh.as_fd())?;
+            }
             // Waits for a grace period; the old map goes when its last
             // reference (ours, below) does.
             let fd = fresh.as_fd().as_raw_fd() as u32;
             self.outer_flows
                 .put(&(g as u32), &fd, MapFlags::ANY)
                 .map_err(map_err("update", "nl_swap_flows"))?;
+            if let Some(pins) = pinned {
+                pins.rename(&new, &name)?;
+            }
             st.flows[g] = fresh;
             self.prepare_spare();
         }
@@ -369,8 +432,6 @@ impl SwapBackend {
             *v = nl_swap_counter {
                 packets: count.packets,
                 bytes: count.bytes,
-                first_ns: 1,
-                last_ns: 1,
                 ..Default::default()
             };
         }

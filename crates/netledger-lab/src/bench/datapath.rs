@@ -1,42 +1,53 @@
-//! Parts 1 (data-path cost) and 4 (slowdown from a concurrent reader) of
-//! the benchmark, in ns/packet through BPF_PROG_TEST_RUN.
+//! Parts 1 (data-path cost), 1b (where the ns go) and 4 (slowdown from a
+//! concurrent reader) of the benchmark, in ns/packet through
+//! BPF_PROG_TEST_RUN.
 //!
-//! Every figure is the kernel's mean duration per run of one test_run call
-//! of `repeat` runs; a figure's value is the median over rounds and writers.
-//! Programs are interleaved: each round runs every program once, in an
-//! order rotated from round to round, so drift on a shared machine hits all
-//! of them alike, and ratios are taken to the empty program of the same
-//! scenario.
+//! Every sample is the mean time per run of one test_run call of `repeat`
+//! runs, timed to a fraction of a nanosecond (see `timing.rs`); a figure's
+//! value is the median over rounds and writers. Programs are interleaved:
+//! each round runs every program once, in an order rotated from round to
+//! round, so drift on a shared machine hits all of them alike; ratios are
+//! taken round by round within a scenario.
 //!
 //! Scenarios: 1 writer, and one writer per allowed CPU (all running the same
 //! program at the same time, each in its own pinned thread) on one key or
-//! on a key each; 1, 10K and 1M keys in the map (1 and 1000 in quick mode,
-//! with 1 writer only). Every map is prepopulated with the scenario's keys
-//! from userspace (the measured frames' keys among them), so the measured
-//! runs find their key and add to it.
+//! on a key each; 1, 10K and 1M keys in the map (and 100 and 100K with 1
+//! writer, for the plot; 1 and 1000 in quick mode, with 1 writer only).
+//! Every map is prepopulated with the scenario's keys from userspace (the
+//! measured frames' keys among them), so the measured runs find their key
+//! and add to it. The references: the empty program (the floor of every
+//! figure), the classic locked hash (`nl_naive`: the same parse and key, a
+//! HASH of `{bpf_spin_lock, packets, bytes}`: what `lock` is measured
+//! against), the per-CPU hash with the same parse (what `swap` is measured
+//! against), the racy and atomic shared hashes, the bare counters (one
+//! element, no parse: the physical floor), and models of both strategies as
+//! they were before the changes measured here (`ml_all`, `ms_all`).
 //!
-//! The reader part runs the `lock` data path on one CPU alone and while a
-//! locked snapshot loop (`raw_flows(ReadMode::Locked)`) runs on another,
-//! with two controls: the same loop without the locks, and a busy loop with
-//! no syscalls (what any load on the other CPU costs on this machine).
+//! The breakdown runs models of both data paths (bench.bpf.c) with one part
+//! taken away at a time, next to the strategies, with 1 writer on 1 key and
+//! on 1M keys; each part's cost is a difference of two programs within a
+//! round.
+//!
+//! The reader part runs the `lock` data path on one CPU alone and while
+//! locked snapshots (`raw_flows(ReadMode::Locked)`: the exchange in peek
+//! mode) run on the other every second, every 100 ms and back to back, with
+//! the same reads without the locks as the control; 10K and 100K keys.
 
-use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
-use netledger::lab::types::{nl_flow_key, nl_slot};
-use netledger::lab::{test_run, ReadMode};
+use anyhow::{Context, Result};
+use netledger::lab::types::nl_flow_key;
+use netledger::lab::ReadMode;
 use netledger::{Count, Ledger, LedgerConfig, Strategy};
 
-use super::programs::{populate_all, BenchPrograms};
+use super::programs::{label, populate_all, BenchPrograms};
+use super::timing::{timed, Held};
 use super::{load_ledgers, median, Measurement, Options};
 use crate::harness::{allowed_cpus, pin_to, FirstError, Flow};
-
-/// XDP_PASS: every program measured here returns it.
-const XDP_PASS: u32 = 2;
 
 /// The `i`-th key of a map: [`Flow::nth`]'s key for `i < 65536` (the
 /// measured frames use those), then the same with the source address's
@@ -63,13 +74,14 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 /// Run every subject once per round from each writer (one thread pinned to
-/// each of `cpus`, all starting each call together), writer `w` on
-/// `frames[w]`. Returns, per subject, its samples (mean ns per run of each
-/// call), round by round, writers in order within a round.
+/// each of `cpus`, all starting each subject together), writer `w` in round
+/// `r` on the frames `frames[w][r]` (`repeat` runs split evenly over them).
+/// Returns, per subject, its samples (mean ns per run over the round's
+/// calls), round by round, writers in order within a round.
 fn measure(
     subjects: &[Subject<'_>],
     cpus: &[usize],
-    frames: &[Vec<u8>],
+    frames: &[Vec<Vec<Vec<u8>>>],
     rounds: usize,
     repeat: u32,
 ) -> Result<Vec<Vec<f64>>> {
@@ -81,7 +93,7 @@ fn measure(
         let handles: Vec<_> = cpus
             .iter()
             .zip(frames)
-            .map(|(&cpu, frame)| {
+            .map(|(&cpu, frames)| {
                 let (barrier, failed) = (&barrier, &failed);
                 s.spawn(move || {
                     let mut out = Vec::with_capacity(rounds * n);
@@ -91,7 +103,7 @@ fn measure(
                             anyhow::Error::new(e).context(format!("pinning a writer to CPU {cpu}")),
                         );
                     }
-                    for round in 0..rounds {
+                    for (round, these) in frames.iter().enumerate().take(rounds) {
                         for j in 0..n {
                             let idx = (j + round) % n;
                             // Every writer waits at every barrier, failed or not.
@@ -99,17 +111,15 @@ fn measure(
                             if failed.is_set() {
                                 continue;
                             }
-                            match test_run(subjects[idx].prog, frame, repeat) {
-                                Ok(r) if r.retval == XDP_PASS => {
-                                    out.push((round, idx, f64::from(r.duration_ns)))
+                            let each = (repeat / these.len().max(1) as u32).max(1);
+                            let mut sum = 0.0;
+                            for frame in these {
+                                match timed(subjects[idx].prog, frame, each) {
+                                    Ok(t) => sum += t.ns,
+                                    Err(e) => fail(e.context(subjects[idx].tag)),
                                 }
-                                Ok(r) => fail(anyhow!(
-                                    "{} returned {}, not XDP_PASS",
-                                    subjects[idx].tag,
-                                    r.retval
-                                )),
-                                Err(e) => fail(e.into()),
                             }
+                            out.push((round, idx, sum / these.len().max(1) as f64));
                         }
                     }
                     out
@@ -133,6 +143,53 @@ fn measure(
         }
     }
     Ok(samples)
+}
+
+/// The frame of key `i` of a map ([`key`]): a 64-byte UDP frame of
+/// [`Flow::nth`]`(i & 0xffff)` with the source address's second byte
+/// counting the 65536s.
+fn frame_of(i: usize) -> Vec<u8> {
+    let mut f = Flow {
+        len: 64,
+        ..Flow::nth(i & 0xffff)
+    }
+    .frame();
+    // Ethernet (14) + the IPv4 source address's offset (12) + its second byte.
+    f[14 + 12 + 1] = (i >> 16) as u8;
+    f
+}
+
+/// Calls per sample of one writer: measuring each program on several keys
+/// of a large map averages out where each key happens to sit (its hash
+/// bucket's chain, its cache lines), which differs from map to map. Two
+/// writers make one call each, on keys they share or not as the scenario
+/// says.
+const KEYS_PER_SAMPLE: usize = 8;
+
+/// The frames of each writer in each round (see [`KEYS_PER_SAMPLE`]): keys
+/// spread over the map, different from round to round; writer `w` of a
+/// distinct-keys scenario only on keys `w` modulo the number of writers.
+fn scenario_frames(sc: &Scenario, rounds: usize) -> Vec<Vec<Vec<Vec<u8>>>> {
+    let per = if sc.writers > 1 { 1 } else { KEYS_PER_SAMPLE };
+    let w_count = if sc.same_key { 1 } else { sc.writers };
+    let pool = (sc.populated() / w_count).max(1) as u64;
+    (0..sc.writers)
+        .map(|w| {
+            let w = if sc.same_key { 0 } else { w };
+            (0..rounds)
+                .map(|r| {
+                    (0..per)
+                        .map(|k| {
+                            let x = (r * per + k) as u64;
+                            // A multiplicative hash spreads the picks over the pool.
+                            let i = x.wrapping_mul(2_654_435_761).wrapping_add(x >> 3) % pool;
+                            frame_of(i as usize * w_count + w)
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// One scenario of the matrix.
@@ -200,9 +257,13 @@ impl Figures {
     }
 }
 
-/// (program - empty) / (reference - empty), from medians and round by round.
+/// (program - empty) / (reference - empty) round by round (and writer by
+/// writer); the figure is their median (robust to a round where the host
+/// moved the vCPUs).
 fn overhead_ratio(f: &Figures, program: &str, reference: &str, label: &str) -> Option<Measurement> {
-    let (e, p, r) = (f.median("empty")?, f.median(program)?, f.median(reference)?);
+    f.median("empty")?;
+    f.median(program)?;
+    f.median(reference)?;
     let per_round: Vec<f64> = f
         .samples("empty")
         .iter()
@@ -219,7 +280,7 @@ fn overhead_ratio(f: &Figures, program: &str, reference: &str, label: &str) -> O
         section: "datapath",
         name: format!("{label}, {}", f.scenario.describe()),
         tags,
-        value: (p - e) / (r - e),
+        value: median(&per_round),
         unit: "x",
         ratio: None,
         baseline: None,
@@ -227,11 +288,209 @@ fn overhead_ratio(f: &Figures, program: &str, reference: &str, label: &str) -> O
     })
 }
 
+/// The strategies' tags and labels in figures.
+const LOCK: (&str, &str) = ("lock", "lock");
+const SWAP: (&str, &str) = ("swap", "swap");
+
+/// The programs of the matrix, in the order a round runs them (rotated
+/// from round to round): each counter next to its reference, so that a
+/// ratio's two figures are taken moments apart.
+const MATRIX: [&str; 12] = [
+    "empty",
+    "naive",
+    "lock",
+    "percpu",
+    "swap",
+    "ml_all",
+    "ms_all",
+    "ml_s192c",
+    "plain",
+    "atomic",
+    "bare_lock",
+    "bare_percpu",
+];
+
+/// The programs of the breakdown.
+const BREAKDOWN: [&str; 34] = [
+    "empty",
+    "empty_len",
+    "percpu",
+    "swap",
+    "ms_all",
+    "ms_no_time",
+    "ms_no_seq",
+    "ms_no_ipb",
+    "ms_stats_gen",
+    "ms_no_stats",
+    "ms_lean",
+    "ms_lean_no_ipb",
+    "ms_lean_key4",
+    "ms_lean_gvar",
+    "ms_lean_fast",
+    "ms_lean_gvar_fast",
+    "ms_now",
+    "ms_now_no_ipb",
+    "naive",
+    "lock",
+    "ml_index",
+    "ml_slot",
+    "ml_keyeq",
+    "ml_all",
+    "ml_no_time",
+    "ml_no_ipb",
+    "ml_no_stats",
+    "ml_lean_key4",
+    "ml_s128",
+    "ml_s128_mmap",
+    "ml_s128_mmap_no_ipb",
+    "ml_s192",
+    "ml_s192b",
+    "ml_s192c",
+];
+
+/// Everything a part of the data-path measurements runs: the bench object,
+/// both strategies' ledgers, every program held by the dispatcher.
+struct Rig {
+    bench: BenchPrograms,
+    lock: Ledger,
+    swap: Ledger,
+    populated: usize,
+    _held: Option<Held>,
+}
+
+impl Rig {
+    fn load(opts: &Options<'_>, max_flows: u32, tags: &[&str]) -> Result<Rig> {
+        (opts.progress)(&format!(
+            "datapath: loading the programs (maps of {max_flows} flows)"
+        ));
+        let bench = BenchPrograms::load(max_flows)?;
+        let (lock, swap) = load_ledgers(&LedgerConfig {
+            max_flows,
+            ..LedgerConfig::default()
+        })?;
+        let fds: Vec<BorrowedFd<'_>> = tags
+            .iter()
+            .map(|&t| match t {
+                "lock" => lock.program_fd(),
+                "swap" => swap.program_fd(),
+                t => bench.prog(t),
+            })
+            .collect();
+        let held = match Held::hold(&fds) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                (opts.progress)(&format!(
+                    "datapath: could not hold the programs ({e:#}); whole-ns kernel figures instead"
+                ));
+                None
+            }
+        };
+        drop(fds);
+        Ok(Rig {
+            bench,
+            lock,
+            swap,
+            populated: 0,
+            _held: held,
+        })
+    }
+
+    /// The subjects `tags` (`lock` and `swap` are the strategies' ledgers).
+    fn subjects<'a>(&'a self, tags: &[&'static str]) -> Vec<Subject<'a>> {
+        tags.iter()
+            .map(|&t| match t {
+                "lock" => Subject {
+                    tag: LOCK.0,
+                    label: LOCK.1,
+                    prog: self.lock.program_fd(),
+                },
+                "swap" => Subject {
+                    tag: SWAP.0,
+                    label: SWAP.1,
+                    prog: self.swap.program_fd(),
+                },
+                t => Subject {
+                    tag: t,
+                    label: label(t),
+                    prog: self.bench.prog(t),
+                },
+            })
+            .collect()
+    }
+
+    /// Every map holds keys `0..n` at least.
+    fn populate(&mut self, opts: &Options<'_>, n: usize) -> Result<()> {
+        if n > self.populated {
+            (opts.progress)(&format!("datapath: populating every map to {n} keys"));
+            populate_all(
+                &self.bench,
+                &self.lock,
+                &self.swap,
+                &keys(self.populated..n),
+                self.populated,
+            )?;
+            self.populated = n;
+        }
+        Ok(())
+    }
+}
+
+/// Measure `subjects` in scenario `sc`: one figure per subject (ratio to
+/// the empty program, the first subject), and the scenario's figures.
+fn scenario(
+    section: &'static str,
+    subjects: &[Subject<'_>],
+    sc: Scenario,
+    cpus: &[usize],
+    rounds: usize,
+    repeat: u32,
+    out: &mut Vec<Measurement>,
+) -> Result<Figures> {
+    // Contended scenarios swing with where the host runs the two vCPUs
+    // (the same core or not): shorter calls and three times the rounds, so
+    // each round's figures are taken close together.
+    let (rounds, repeat) = if sc.writers > 1 {
+        (rounds * 3, repeat / 5)
+    } else {
+        (rounds, repeat)
+    };
+    let writer_cpus: Vec<usize> = cpus.iter().copied().take(sc.writers).collect();
+    let frames = scenario_frames(&sc, rounds);
+    let samples = measure(subjects, &writer_cpus, &frames, rounds, repeat)?;
+    let medians: Vec<(&'static str, f64)> = subjects
+        .iter()
+        .zip(&samples)
+        .map(|(s, v)| (s.tag, median(v)))
+        .collect();
+    let empty_name = format!("{}: {}", subjects[0].label, sc.describe());
+    let empty = medians[0].1;
+    for ((s, v), &(_, m)) in subjects.iter().zip(&samples).zip(&medians) {
+        let is_empty = s.tag == "empty";
+        out.push(Measurement {
+            section,
+            name: format!("{}: {}", s.label, sc.describe()),
+            tags: sc.tags(s.tag),
+            value: m,
+            unit: "ns/packet",
+            ratio: (!is_empty).then_some(m / empty),
+            baseline: (!is_empty).then(|| empty_name.clone()),
+            samples: v.clone(),
+        });
+    }
+    Ok(Figures {
+        scenario: sc,
+        medians,
+        samples: subjects.iter().map(|s| s.tag).zip(samples).collect(),
+    })
+}
+
 pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     let progress = opts.progress;
     let rounds = opts.rounds.max(1);
     let repeat: u32 = opts.size(20_000, 1_000_000);
-    let key_counts: Vec<usize> = opts.size(vec![1, 1000], vec![1, 10_000, 1_000_000]);
+    // 1, 10K and 1M for every scenario; 100 and 100K (1 writer) for the plot.
+    let key_counts: Vec<usize> = opts.size(vec![1, 1000], vec![1, 100, 10_000, 100_000, 1_000_000]);
+    let full_keys = [1, 10_000, 1_000_000];
     let cpus = allowed_cpus().context("reading the CPU affinity")?;
     let max_keys = key_counts
         .iter()
@@ -240,57 +499,7 @@ pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
         .unwrap_or(1)
         .max(cpus.len());
     let max_flows = (max_keys.next_power_of_two().max(1024)) as u32;
-
-    progress(&format!(
-        "datapath: loading the programs (maps of {max_flows} flows)"
-    ));
-    let bench = BenchPrograms::load(max_flows)?;
-    let (lock, swap) = load_ledgers(&LedgerConfig {
-        max_flows,
-        ..LedgerConfig::default()
-    })?;
-    let subjects = [
-        Subject {
-            tag: "empty",
-            label: "empty XDP_PASS",
-            prog: bench.progs.empty.as_fd(),
-        },
-        Subject {
-            tag: "plain",
-            label: "plain += (shared hash, racy)",
-            prog: bench.progs.plain.as_fd(),
-        },
-        Subject {
-            tag: "atomic",
-            label: "two atomic adds (shared hash)",
-            prog: bench.progs.atomic.as_fd(),
-        },
-        Subject {
-            tag: "percpu",
-            label: "per-CPU hash, plain +=",
-            prog: bench.progs.percpu.as_fd(),
-        },
-        Subject {
-            tag: "bare_lock",
-            label: "bare spin-locked counter (1 element, no parsing)",
-            prog: bench.progs.bare_lock.as_fd(),
-        },
-        Subject {
-            tag: "bare_percpu",
-            label: "bare per-CPU counter (1 element, no parsing)",
-            prog: bench.progs.bare_percpu.as_fd(),
-        },
-        Subject {
-            tag: "lock",
-            label: "lock",
-            prog: lock.program_fd(),
-        },
-        Subject {
-            tag: "swap",
-            label: "swap",
-            prog: swap.program_fd(),
-        },
-    ];
+    let mut rig = Rig::load(opts, max_flows, &MATRIX)?;
 
     let mut scenarios = Vec::new();
     for &keys in &key_counts {
@@ -299,7 +508,7 @@ pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
             same_key: true,
             keys,
         });
-        if !opts.quick && cpus.len() > 1 {
+        if !opts.quick && cpus.len() > 1 && full_keys.contains(&keys) {
             for same_key in [true, false] {
                 scenarios.push(Scenario {
                     writers: cpus.len(),
@@ -312,69 +521,183 @@ pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
 
     let mut out = Vec::new();
     let mut figures: Vec<Figures> = Vec::new();
-    let mut populated = 0usize;
     for sc in scenarios {
-        let need = sc.populated();
-        if need > populated {
-            progress(&format!("datapath: populating every map to {need} keys"));
-            populate_all(&bench, &lock, &swap, &keys(populated..need))?;
-            populated = need;
-        }
-        let writer_cpus: Vec<usize> = cpus.iter().copied().take(sc.writers).collect();
-        let frames: Vec<Vec<u8>> = (0..sc.writers)
-            .map(|w| Flow::nth(if sc.same_key { 0 } else { w }).frame())
-            .collect();
+        rig.populate(opts, sc.populated())?;
         progress(&format!("datapath: {}", sc.describe()));
-        let samples = measure(&subjects, &writer_cpus, &frames, rounds, repeat)?;
-        let medians: Vec<(&'static str, f64)> = subjects
-            .iter()
-            .zip(&samples)
-            .map(|(s, v)| (s.tag, median(v)))
-            .collect();
-        let empty_name = format!("{}: {}", subjects[0].label, sc.describe());
-        let empty = medians[0].1;
-        for ((s, v), &(_, m)) in subjects.iter().zip(&samples).zip(&medians) {
-            let is_empty = s.tag == "empty";
-            out.push(Measurement {
-                section: "datapath",
-                name: format!("{}: {}", s.label, sc.describe()),
-                tags: sc.tags(s.tag),
-                value: m,
-                unit: "ns/packet",
-                ratio: (!is_empty).then_some(m / empty),
-                baseline: (!is_empty).then(|| empty_name.clone()),
-                samples: v.clone(),
-            });
-        }
-        figures.push(Figures {
-            scenario: sc,
-            medians,
-            samples: subjects
-                .iter()
-                .map(|s| s.tag)
-                .zip(samples)
-                .collect::<Vec<_>>(),
-        });
+        let subjects = rig.subjects(&MATRIX);
+        figures.push(scenario(
+            "datapath", &subjects, sc, &cpus, rounds, repeat, &mut out,
+        )?);
     }
 
-    // The targets' figures: overheads over the empty program, 1 writer, 1 key.
-    if let Some(f) = figures
-        .iter()
-        .find(|f| f.scenario.writers == 1 && f.scenario.keys == 1)
-    {
-        for (program, reference, label) in [
+    // Overheads over the empty program, relative: the targets' figures
+    // (lock to the classic locked hash in every scenario; swap to the
+    // per-CPU hash), the physical floors, and before/after.
+    for f in &figures {
+        let full = full_keys.contains(&f.scenario.keys);
+        let mut pairs = vec![
             (
-                "swap",
-                "bare_percpu",
-                "swap overhead / bare per-CPU overhead",
+                "lock",
+                "naive",
+                "lock overhead / classic locked hash overhead",
             ),
-            ("lock", "bare_lock", "lock overhead / bare lock overhead"),
             ("swap", "percpu", "swap overhead / per-CPU hash overhead"),
-        ] {
+        ];
+        if f.scenario.writers == 1 && f.scenario.keys == 1 {
+            pairs.extend([
+                (
+                    "lock",
+                    "bare_lock",
+                    "lock overhead / bare lock overhead (physical floor, not a target)",
+                ),
+                (
+                    "swap",
+                    "bare_percpu",
+                    "swap overhead / bare per-CPU overhead (physical floor, not a target)",
+                ),
+            ]);
+        }
+        pairs.extend([
+            ("lock", "ml_all", "lock overhead / lock-before overhead"),
+            ("swap", "ms_all", "swap overhead / swap-before overhead"),
+        ]);
+        for (program, reference, label) in pairs {
+            if !full && reference != "naive" && reference != "percpu" {
+                continue;
+            }
             out.extend(overhead_ratio(f, program, reference, label));
         }
     }
     Ok(out)
+}
+
+/// The breakdown: the models of `bench.bpf.c` with one part taken away at
+/// a time, next to the strategies and their references; 1 writer, 1 key
+/// and 1M keys (1000 in quick mode).
+pub(super) fn breakdown(opts: &Options<'_>) -> Result<Vec<Measurement>> {
+    let progress = opts.progress;
+    let rounds = opts.rounds.max(1);
+    let repeat: u32 = opts.size(20_000, 1_000_000);
+    let key_counts: Vec<usize> = opts.size(vec![1, 1000], vec![1, 1_000_000]);
+    let cpus = allowed_cpus().context("reading the CPU affinity")?;
+    let max_flows = (key_counts.iter().copied().max().unwrap_or(1))
+        .next_power_of_two()
+        .max(1024) as u32;
+    let mut rig = Rig::load(opts, max_flows, &BREAKDOWN)?;
+    let mut out = Vec::new();
+    for keys in key_counts {
+        let sc = Scenario {
+            writers: 1,
+            same_key: true,
+            keys,
+        };
+        rig.populate(opts, sc.populated())?;
+        progress(&format!("breakdown: {}", sc.describe()));
+        let subjects = rig.subjects(&BREAKDOWN);
+        let f = scenario("breakdown", &subjects, sc, &cpus, rounds, repeat, &mut out)?;
+        // What each part costs: the difference to the model without it.
+        for (with, without, what) in [
+            ("ms_all", "ms_no_time", "swap: first/last time (jiffies)"),
+            ("ms_all", "ms_no_seq", "swap: the started/done window"),
+            ("ms_all", "ms_no_ipb", "swap: ip_bytes (before)"),
+            ("ms_lean", "ms_lean_no_ipb", "swap: ip_bytes (lean)"),
+            (
+                "ms_all",
+                "ms_stats_gen",
+                "swap: stats through map-in-map vs one array by generation",
+            ),
+            ("ms_all", "ms_no_stats", "swap: the buckets"),
+            ("ms_all", "ms_lean", "swap: all the parts cut"),
+            (
+                "ms_lean",
+                "ms_lean_key4",
+                "swap: 44-byte vs 16-byte IPv4 key",
+            ),
+            (
+                "ms_lean",
+                "ms_lean_gvar",
+                "swap: generation by map lookup vs global",
+            ),
+            (
+                "ms_lean",
+                "ms_lean_fast",
+                "swap: counted bucket by index vs constant",
+            ),
+            ("ms_lean", "ms_lean_gvar_fast", "swap: both"),
+            (
+                "empty_len",
+                "empty",
+                "the frame-length helper (every counter)",
+            ),
+            ("ml_index", "empty", "lock: parse, buckets and index lookup"),
+            ("ml_slot", "ml_index", "lock: slot lookup and adds"),
+            ("ml_keyeq", "ml_slot", "lock: the slot's key check"),
+            ("ml_no_time", "ml_keyeq", "lock: the spin lock"),
+            ("ml_all", "ml_no_time", "lock: first/last time (jiffies)"),
+            ("ml_all", "ml_no_ipb", "lock: ip_bytes"),
+            ("ml_all", "ml_no_stats", "lock: the buckets"),
+            (
+                "ml_no_time",
+                "ml_lean_key4",
+                "lock: 44-byte vs 16-byte IPv4 key",
+            ),
+            (
+                "ml_s128_mmap",
+                "ml_no_time",
+                "lock: 128-byte page-aligned slots (lock and counters in one line) vs 96-byte ones",
+            ),
+            (
+                "ml_s192",
+                "ml_s192c",
+                "lock: lock and counters in one line vs on two (192-byte slots)",
+            ),
+            (
+                "ml_s128_mmap",
+                "ml_s128",
+                "lock: 128-byte slots page-aligned vs in a plain array",
+            ),
+            ("lock", "ml_s128_mmap", "lock now - its model"),
+            (
+                "ml_s128_mmap",
+                "ml_s128_mmap_no_ipb",
+                "lock: ip_bytes (now)",
+            ),
+            ("swap", "ms_now", "swap now - its model"),
+            ("ms_now", "ms_now_no_ipb", "swap: ip_bytes (now)"),
+            ("swap", "percpu", "swap over the per-CPU hash"),
+            ("lock", "naive", "lock over the classic locked hash"),
+            ("ms_all", "swap", "swap before - swap now"),
+            ("ml_all", "lock", "lock before - lock now"),
+        ] {
+            out.extend(difference(&f, with, without, what));
+        }
+    }
+    Ok(out)
+}
+
+/// (with - without), from medians and round by round: what a part costs.
+fn difference(f: &Figures, with: &str, without: &str, what: &str) -> Option<Measurement> {
+    f.median(with)?;
+    f.median(without)?;
+    let per_round: Vec<f64> = f
+        .samples(with)
+        .iter()
+        .zip(f.samples(without))
+        .map(|(a, b)| a - b)
+        .collect();
+    let mut tags = f.scenario.tags(with);
+    tags.push(("without", without.to_string()));
+    tags.push(("figure", "difference".to_string()));
+    Some(Measurement {
+        section: "breakdown",
+        name: format!("{what} ({with} - {without}), {}", f.scenario.describe()),
+        tags,
+        value: median(&per_round),
+        unit: "ns/packet",
+        ratio: None,
+        baseline: None,
+        samples: per_round,
+    })
 }
 
 /// What runs on the other CPU while the writer is measured.
@@ -382,73 +705,86 @@ pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
 enum Other {
     /// Nothing: the writer alone.
     Nothing,
-    /// `raw_flows(ReadMode::Locked)` in a tight loop: the reader measured.
-    Locked,
-    /// `raw_flows(ReadMode::Unlocked)` in a tight loop: the same work
-    /// without taking the slots' locks (control).
-    Unlocked,
-    /// An arithmetic busy loop, no syscalls: what a CPU-bound neighbour
-    /// costs the writer on this machine (control).
-    Spin,
-    /// A userspace copy loop over a buffer the size of the slot array a
-    /// snapshot copies, no syscalls: what a memory-bound neighbour costs
-    /// (control).
-    Copy,
+    /// A locked snapshot (`raw_flows(ReadMode::Locked)`: the exchange in
+    /// peek mode) every `period`, or back to back (None).
+    Locked(Option<Duration>),
+    /// The same read without the slots' locks (control).
+    Unlocked(Option<Duration>),
 }
 
 impl Other {
-    const ALL: [Other; 5] = [
-        Other::Nothing,
-        Other::Locked,
-        Other::Unlocked,
-        Other::Spin,
-        Other::Copy,
-    ];
-
-    fn code(self) -> u8 {
-        self as u8 + 1
+    fn tag(self) -> String {
+        let every = |p: Option<Duration>| match p {
+            Some(p) => format!("{}ms", p.as_millis()),
+            None => "b2b".to_string(),
+        };
+        match self {
+            Other::Nothing => "off".to_string(),
+            Other::Locked(p) => format!("locked_{}", every(p)),
+            Other::Unlocked(p) => format!("unlocked_{}", every(p)),
+        }
     }
 
-    fn tag(self) -> &'static str {
+    fn describe(self) -> String {
+        let every = |p: Option<Duration>| match p {
+            Some(p) if p >= Duration::from_secs(1) => format!("every {} s", p.as_secs()),
+            Some(p) => format!("every {} ms", p.as_millis()),
+            None => "back to back".to_string(),
+        };
         match self {
-            Other::Nothing => "off",
-            Other::Locked => "on",
-            Other::Unlocked => "unlocked",
-            Other::Spin => "spin",
-            Other::Copy => "copy",
+            Other::Nothing => "alone".to_string(),
+            Other::Locked(p) => format!("a locked snapshot {}", every(p)),
+            Other::Unlocked(p) => format!("control: an unlocked snapshot {}", every(p)),
+        }
+    }
+
+    fn period(self) -> Option<Duration> {
+        match self {
+            Other::Nothing => None,
+            Other::Locked(p) | Other::Unlocked(p) => p,
         }
     }
 }
 
-/// The reader thread's orders besides an [`Other::code`].
+/// What one [`Other`] gave over the rounds.
+#[derive(Debug, Default, Clone)]
+struct OtherRun {
+    /// Mean ns per run over each round's window.
+    samples: Vec<f64>,
+    /// Snapshots taken, and the time they took.
+    snapshots: u64,
+    busy: Duration,
+}
+
+/// The reader's orders: what to do now.
 const READER_IDLE: u8 = 0;
 const READER_EXIT: u8 = 255;
 
-/// What [`writer_with_others`] measured for one [`Other`].
-#[derive(Debug, Default, Clone)]
-struct OtherRun {
-    samples: Vec<f64>,
-    /// Loops (snapshots, or thousands of spins) of the other CPU per second.
-    rate: f64,
-}
-
-/// ns/packet of the lock strategy's data path, pinned to `writer_cpu`, alone
-/// and while each [`Other`] runs pinned to `reader_cpu`: every round runs
-/// each once, in an order rotated from round to round.
+/// ns/packet of the lock strategy's data path pinned to `writer_cpu`, over
+/// windows of `window`, alone and while each of `others` runs pinned to
+/// `reader_cpu`; every round runs each once, in an order rotated from round
+/// to round. A window's figure is the mean over all its runs (a reader
+/// every second touches a few of a window's calls: a median of calls would
+/// hide it).
 fn writer_with_others(
     ledger: &Ledger,
     frame: &[u8],
-    writer_cpu: usize,
-    reader_cpu: usize,
+    cpus: (usize, usize),
+    others: &[Other],
     rounds: usize,
     repeat: u32,
+    window: Duration,
 ) -> Result<Vec<OtherRun>> {
+    let (writer_cpu, reader_cpu) = cpus;
     let state = AtomicU8::new(READER_IDLE);
-    let loops = AtomicU64::new(0);
+    let snapshots = AtomicU64::new(0);
+    let busy_ns = AtomicU64::new(0);
+    let reading = AtomicBool::new(false);
     let failed = FirstError::default();
     let fail = |e: anyhow::Error| failed.set(e);
     let runs = thread::scope(|s| {
-        let (state, loops, fail, failed) = (&state, &loops, &fail, &failed);
+        let (state, snapshots, busy_ns, reading, fail, failed) =
+            (&state, &snapshots, &busy_ns, &reading, &fail, &failed);
         s.spawn(move || {
             if let Err(e) = pin_to(reader_cpu) {
                 fail(
@@ -456,43 +792,45 @@ fn writer_with_others(
                         .context(format!("pinning the reader to CPU {reader_cpu}")),
                 );
             }
-            // The slot array of a ledger's default size, as a snapshot copies it.
-            let size = LedgerConfig::default().max_flows as usize * std::mem::size_of::<nl_slot>();
-            let (src, mut dst) = (vec![1u8; size], vec![0u8; size]);
-            let mut x = 1u64;
             loop {
+                // Busy first, then the order: the writer, which sets the
+                // order first and then waits for not busy, never misses a
+                // snapshot that would run into its next window.
+                reading.store(true, Ordering::SeqCst);
                 let order = state.load(Ordering::SeqCst);
-                let read = |mode| match ledger.raw_flows(mode) {
+                if order == READER_EXIT {
+                    reading.store(false, Ordering::SeqCst);
+                    return;
+                }
+                if failed.is_set() || order == READER_IDLE {
+                    reading.store(false, Ordering::SeqCst);
+                    thread::sleep(Duration::from_micros(200));
+                    continue;
+                }
+                let other = others[usize::from(order - 1)];
+                let mode = match other {
+                    Other::Locked(_) => ReadMode::Locked,
+                    _ => ReadMode::Unlocked,
+                };
+                let t = Instant::now();
+                match ledger.raw_flows(mode) {
                     Ok(_) => {
-                        loops.fetch_add(1, Ordering::SeqCst);
+                        snapshots.fetch_add(1, Ordering::SeqCst);
+                        busy_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::SeqCst);
                     }
                     Err(e) => fail(e.into()),
-                };
-                match order {
-                    READER_EXIT => return,
-                    _ if failed.is_set() || order == READER_IDLE => {
-                        thread::sleep(Duration::from_millis(1))
+                }
+                reading.store(false, Ordering::SeqCst);
+                if let Some(p) = other.period() {
+                    // Sleep out the period, watching for a new order.
+                    while t.elapsed() < p && state.load(Ordering::SeqCst) == order {
+                        thread::sleep(Duration::from_micros(500).min(p));
                     }
-                    o if o == Other::Locked.code() => read(ReadMode::Locked),
-                    o if o == Other::Unlocked.code() => read(ReadMode::Unlocked),
-                    o if o == Other::Spin.code() => {
-                        for i in 0..1000 {
-                            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
-                        }
-                        loops.fetch_add(1, Ordering::Relaxed);
-                    }
-                    o if o == Other::Copy.code() => {
-                        dst.copy_from_slice(std::hint::black_box(&src));
-                        std::hint::black_box(&mut dst);
-                        loops.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => thread::sleep(Duration::from_millis(1)),
                 }
             }
         });
         let writer = s.spawn(move || {
-            let mut runs = vec![OtherRun::default(); Other::ALL.len()];
-            let mut busy = vec![(Duration::ZERO, 0u64); Other::ALL.len()];
+            let mut runs = vec![OtherRun::default(); others.len()];
             if let Err(e) = pin_to(writer_cpu) {
                 fail(
                     anyhow::Error::new(e)
@@ -500,45 +838,41 @@ fn writer_with_others(
                 );
             }
             for round in 0..rounds {
-                for j in 0..Other::ALL.len() {
-                    let i = (j + round) % Other::ALL.len();
-                    let other = Other::ALL[i];
+                for j in 0..others.len() {
+                    let i = (j + round) % others.len();
                     if failed.is_set() {
                         break;
                     }
-                    let mut started = None;
-                    if other != Other::Nothing {
-                        let before = loops.load(Ordering::SeqCst);
-                        state.store(other.code(), Ordering::SeqCst);
-                        // Going at full speed before the writer starts.
-                        let t = Instant::now();
-                        while loops.load(Ordering::SeqCst) == before
-                            && !failed.is_set()
-                            && t.elapsed() < Duration::from_secs(5)
-                        {
-                            thread::sleep(Duration::from_micros(100));
+                    let (n0, b0) = (
+                        snapshots.load(Ordering::SeqCst),
+                        busy_ns.load(Ordering::SeqCst),
+                    );
+                    if others[i] != Other::Nothing {
+                        state.store(i as u8 + 1, Ordering::SeqCst);
+                    }
+                    let t = Instant::now();
+                    let (mut ns, mut n) = (0f64, 0u64);
+                    while t.elapsed() < window && !failed.is_set() {
+                        match timed(ledger.program_fd(), frame, repeat) {
+                            Ok(r) => {
+                                ns += r.ns * f64::from(repeat);
+                                n += u64::from(repeat);
+                            }
+                            Err(e) => fail(e.context("lock")),
                         }
-                        started = Some((Instant::now(), loops.load(Ordering::SeqCst)));
                     }
-                    let r = ledger.test_run(frame, repeat);
-                    if let Some((t, n)) = started {
-                        busy[i].0 += t.elapsed();
-                        busy[i].1 += loops.load(Ordering::SeqCst) - n;
-                        state.store(READER_IDLE, Ordering::SeqCst);
+                    state.store(READER_IDLE, Ordering::SeqCst);
+                    // A snapshot in flight finishes before the next window.
+                    while reading.load(Ordering::SeqCst) && !failed.is_set() {
+                        thread::sleep(Duration::from_micros(200));
                     }
-                    match r {
-                        Ok(r) if r.retval == XDP_PASS => {
-                            runs[i].samples.push(f64::from(r.duration_ns))
-                        }
-                        Ok(r) => fail(anyhow!("lock returned {}, not XDP_PASS", r.retval)),
-                        Err(e) => fail(e.into()),
-                    }
+                    let run = &mut runs[i];
+                    run.samples.push(ns / n.max(1) as f64);
+                    run.snapshots += snapshots.load(Ordering::SeqCst) - n0;
+                    run.busy += Duration::from_nanos(busy_ns.load(Ordering::SeqCst) - b0);
                 }
             }
             state.store(READER_EXIT, Ordering::SeqCst);
-            for (run, (t, n)) in runs.iter_mut().zip(busy) {
-                run.rate = n as f64 / t.as_secs_f64().max(1e-9);
-            }
             runs
         });
         writer.join().expect("writer thread panicked")
@@ -550,7 +884,8 @@ fn writer_with_others(
 pub(super) fn reader_slowdown(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     let progress = opts.progress;
     let rounds = opts.rounds.max(1);
-    let repeat: u32 = opts.size(20_000, 1_000_000);
+    let repeat: u32 = opts.size(20_000, 250_000);
+    let window = opts.size(Duration::from_millis(250), Duration::from_secs(3));
     let cpus = allowed_cpus().context("reading the CPU affinity")?;
     let writer_cpu = cpus[0];
     // With a single CPU the reader can only share the writer's.
@@ -560,20 +895,41 @@ pub(super) fn reader_slowdown(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     } else {
         ""
     };
-    let many: usize = opts.size(1000, 10_000);
+    let sizes: Vec<usize> = opts.size(vec![1000], vec![10_000, 100_000]);
+    let (s1, ms100) = (Duration::from_secs(1), Duration::from_millis(100));
+    let others = [
+        Other::Nothing,
+        Other::Locked(Some(s1)),
+        Other::Locked(Some(ms100)),
+        Other::Locked(None),
+        Other::Unlocked(Some(ms100)),
+        Other::Unlocked(None),
+    ];
     let mut out = Vec::new();
-    for keys_in_map in [many, 1] {
+    for keys_in_map in sizes {
         let keys_desc = plural(keys_in_map, "key", "keys");
+        let max_flows = (keys_in_map.next_power_of_two().max(1024)) as u32;
         progress(&format!(
-            "reader: lock, {keys_desc} in the map, snapshot loop on CPU {reader_cpu}"
+            "reader: lock, {keys_desc} in the map ({max_flows} slots), snapshots on CPU {reader_cpu}"
         ));
         let ledger = Ledger::load(LedgerConfig {
             strategy: Strategy::Lock,
+            max_flows,
             ..LedgerConfig::default()
         })?;
         ledger.populate(&keys(0..keys_in_map), Count::default())?;
+        let held = Held::hold(&[ledger.program_fd()]).ok();
         let frame = Flow::nth(0).frame();
-        let runs = writer_with_others(&ledger, &frame, writer_cpu, reader_cpu, rounds, repeat)?;
+        let runs = writer_with_others(
+            &ledger,
+            &frame,
+            (writer_cpu, reader_cpu),
+            &others,
+            rounds,
+            repeat,
+            window,
+        )?;
+        drop(held);
         let tags = |reader: &str| {
             vec![
                 ("program", "lock".to_string()),
@@ -586,62 +942,60 @@ pub(super) fn reader_slowdown(opts: &Options<'_>) -> Result<Vec<Measurement>> {
             format!("lock: 1 writer on CPU {writer_cpu} alone, {keys_desc} in the map");
         let alone = &runs[0].samples;
         let ma = median(alone);
-        let mut slowdown = None;
-        for (other, run) in Other::ALL.iter().zip(&runs) {
+        for (other, run) in others.iter().zip(&runs) {
             let m = median(&run.samples);
-            let with = match other {
-                Other::Nothing => {
-                    out.push(Measurement {
-                        section: "reader",
-                        name: alone_name.clone(),
-                        tags: tags(other.tag()),
-                        value: ma,
-                        unit: "ns/packet",
-                        ratio: None,
-                        baseline: None,
-                        samples: alone.clone(),
-                    });
-                    continue;
-                }
-                Other::Locked => format!("a locked snapshot loop ({:.0} snapshots/s)", run.rate),
-                Other::Unlocked => format!(
-                    "control: an unlocked snapshot loop ({:.0} snapshots/s)",
-                    run.rate
-                ),
-                Other::Spin => "control: an arithmetic busy loop, no syscalls".to_string(),
-                Other::Copy => format!(
-                    "control: a userspace copy loop of a snapshot's size ({:.0} copies/s, no syscalls)",
-                    run.rate
-                ),
+            if *other == Other::Nothing {
+                out.push(Measurement {
+                    section: "reader",
+                    name: alone_name.clone(),
+                    tags: tags(&other.tag()),
+                    value: ma,
+                    unit: "ns/packet",
+                    ratio: None,
+                    baseline: None,
+                    samples: alone.clone(),
+                });
+                continue;
+            }
+            let per = if run.snapshots > 0 {
+                format!(
+                    "{} snapshots, {:.1} ms each",
+                    run.snapshots,
+                    run.busy.as_secs_f64() * 1e3 / run.snapshots as f64
+                )
+            } else {
+                "no snapshot".to_string()
             };
             out.push(Measurement {
                 section: "reader",
                 name: format!(
-                    "lock: 1 writer on CPU {writer_cpu} with {with} on CPU {reader_cpu}{shared}, {keys_desc} in the map"
+                    "lock: 1 writer on CPU {writer_cpu} with {} on CPU {reader_cpu}{shared} ({per}), {keys_desc} in the map",
+                    other.describe()
                 ),
-                tags: tags(other.tag()),
+                tags: tags(&other.tag()),
                 value: m,
                 unit: "ns/packet",
                 ratio: Some(m / ma),
                 baseline: Some(alone_name.clone()),
                 samples: run.samples.clone(),
             });
-            if *other == Other::Locked {
-                slowdown = Some(Measurement {
-                    section: "reader",
-                    name: format!(
-                        "lock: slowdown from a concurrent locked reader, {keys_desc} in the map"
-                    ),
-                    tags: tags("slowdown"),
-                    value: m / ma,
-                    unit: "x",
-                    ratio: None,
-                    baseline: None,
-                    samples: run.samples.iter().zip(alone).map(|(w, a)| w / a).collect(),
-                });
-            }
+            let ratios: Vec<f64> = run.samples.iter().zip(alone).map(|(w, a)| w / a).collect();
+            let mut t = tags(&other.tag());
+            t.push(("figure", "slowdown".to_string()));
+            out.push(Measurement {
+                section: "reader",
+                name: format!(
+                    "lock: writer slowdown with {}, {keys_desc} in the map (per-round ratios)",
+                    other.describe()
+                ),
+                tags: t,
+                value: median(&ratios),
+                unit: "x",
+                ratio: None,
+                baseline: None,
+                samples: ratios,
+            });
         }
-        out.extend(slowdown);
     }
     Ok(out)
 }

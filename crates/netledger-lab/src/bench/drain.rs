@@ -1,17 +1,18 @@
-//! 3. Snapshot/drain throughput for 1K, 100K and 1M live keys.
+//! 3. Live snapshots of strategy `lock` for 1K, 100K and 1M live keys.
 //!
 //! Per method, the time of one full pass over N live keys and N / that time:
-//! a batch lookup of the slots with `BPF_F_LOCK` and without it
-//! ([`Ledger::raw_flows`]), one lookup per key ([`Ledger::raw_flows_per_element`]),
-//! an exchange cut (strategy `lock`, [`Ledger::cut`]) and a swap cut
-//! (strategy `swap`). Keys are put in place from userspace, not by the data
-//! path: one test run per key would wait a grace period per key.
+//! the locked snapshot ([`Ledger::raw_flows`] with `ReadMode::Locked`: the
+//! exchange program in peek mode, each slot copied under its lock, read
+//! through the mmapped output), the same read without the locks (a batch
+//! lookup of the slot array), and one locked lookup per key
+//! ([`Ledger::raw_flows_per_element`]). Keys are put in place from
+//! userspace, not by the data path: one test run per key would wait a
+//! grace period per key. (Cuts are part 6.)
 //!
-//! The `lock` ledger has exactly N slots, so its reads take the batch path
+//! The ledger has exactly N slots, so its reads take the batch path
 //! (`raw_flows` falls back to one lookup per key below N / 16 live keys),
 //! and a batch copies every slot, live or not: N slots is its best case.
-//! Before each cut every key gets a non-zero count, so every cut takes every
-//! key. The methods take turns round by round.
+//! The methods take turns round by round.
 
 use std::time::Instant;
 
@@ -20,7 +21,7 @@ use netledger::lab::types::nl_flow_key;
 use netledger::lab::ReadMode;
 use netledger::{Count, Ledger, LedgerConfig, Strategy};
 
-use super::{load_ledgers, median, numbered_key, Measurement, Options};
+use super::{median, numbered_key, Measurement, Options};
 
 const SECTION: &str = "drain";
 
@@ -44,17 +45,13 @@ enum Method {
     BatchLocked,
     BatchUnlocked,
     PerElement,
-    ExchangeCut,
-    SwapCut,
 }
 
 impl Method {
-    const ALL: [Method; 5] = [
+    const ALL: [Method; 3] = [
         Method::BatchLocked,
         Method::BatchUnlocked,
         Method::PerElement,
-        Method::ExchangeCut,
-        Method::SwapCut,
     ];
 
     fn tag(self) -> &'static str {
@@ -62,25 +59,14 @@ impl Method {
             Method::BatchLocked => "batch_locked",
             Method::BatchUnlocked => "batch_unlocked",
             Method::PerElement => "per_element",
-            Method::ExchangeCut => "exchange_cut",
-            Method::SwapCut => "swap_cut",
         }
     }
 
     fn name(self) -> &'static str {
         match self {
-            Method::BatchLocked => "batch lookup with BPF_F_LOCK (lock)",
+            Method::BatchLocked => "locked snapshot (exchange in peek mode, lock)",
             Method::BatchUnlocked => "batch lookup without BPF_F_LOCK (lock)",
             Method::PerElement => "per-element lookups with BPF_F_LOCK (lock)",
-            Method::ExchangeCut => "exchange cut (lock)",
-            Method::SwapCut => "swap cut (swap)",
-        }
-    }
-
-    fn strategy(self) -> Strategy {
-        match self {
-            Method::SwapCut => Strategy::Swap,
-            _ => Strategy::Lock,
         }
     }
 }
@@ -93,42 +79,25 @@ fn short(method: Method, got: usize, keys: u32) -> anyhow::Error {
     )
 }
 
-/// One full pass of `method` over `keys` live keys; seconds.
-fn pass(method: Method, ledger: &Ledger, keys: &[nl_flow_key]) -> Result<f64> {
-    let n = keys.len();
-    let got = match method {
-        Method::BatchLocked | Method::BatchUnlocked | Method::PerElement => {
-            let t = Instant::now();
-            let flows = match method {
-                Method::BatchLocked => ledger.raw_flows(ReadMode::Locked)?,
-                Method::BatchUnlocked => ledger.raw_flows(ReadMode::Unlocked)?,
-                _ => ledger.raw_flows_per_element(ReadMode::Locked)?,
-            };
-            let took = t.elapsed().as_secs_f64();
-            if flows.len() != n {
-                return Err(short(method, flows.len(), n as u32));
-            }
-            return Ok(took);
-        }
-        Method::ExchangeCut | Method::SwapCut => {
-            // Every key non-zero, so the cut takes every key.
-            ledger.populate(keys, COUNT)?;
-            let t = Instant::now();
-            let interval = ledger.cut()?;
-            let took = t.elapsed().as_secs_f64();
-            (interval.flows.len(), took)
-        }
+/// One full pass of `method` over `n` live keys; seconds.
+fn pass(method: Method, ledger: &Ledger, n: usize) -> Result<f64> {
+    let t = Instant::now();
+    let flows = match method {
+        Method::BatchLocked => ledger.raw_flows(ReadMode::Locked)?,
+        Method::BatchUnlocked => ledger.raw_flows(ReadMode::Unlocked)?,
+        Method::PerElement => ledger.raw_flows_per_element(ReadMode::Locked)?,
     };
-    if got.0 != n {
-        return Err(short(method, got.0, n as u32));
+    let took = t.elapsed().as_secs_f64();
+    if flows.len() != n {
+        return Err(short(method, flows.len(), n as u32));
     }
-    Ok(got.1)
+    Ok(took)
 }
 
 fn tags(method: Method, keys: u32, metric: &str) -> Vec<(&'static str, String)> {
     vec![
         ("method", method.tag().to_string()),
-        ("strategy", method.strategy().name().to_string()),
+        ("strategy", "lock".to_string()),
         ("keys", keys.to_string()),
         ("metric", metric.to_string()),
     ]
@@ -136,12 +105,11 @@ fn tags(method: Method, keys: u32, metric: &str) -> Vec<(&'static str, String)> 
 
 /// Every method over `n` live keys, `rounds` rounds taking turns.
 fn measure(opts: &Options<'_>, n: u32, rounds: usize) -> Result<Vec<Measurement>> {
-    (opts.progress)(&format!(
-        "drain: loading lock and swap ledgers of {n} flows"
-    ));
+    (opts.progress)(&format!("drain: loading a lock ledger of {n} flows"));
     let keys: Vec<nl_flow_key> = (0..n).map(numbered_key).collect();
-    let (lock, swap) = load_ledgers(&LedgerConfig {
+    let lock = Ledger::load(LedgerConfig {
         max_flows: n,
+        strategy: Strategy::Lock,
         ..Default::default()
     })?;
     lock.populate(&keys, COUNT)?;
@@ -157,16 +125,15 @@ fn measure(opts: &Options<'_>, n: u32, rounds: usize) -> Result<Vec<Measurement>
     let mut ratios: Vec<f64> = Vec::new();
     for r in 0..rounds {
         (opts.progress)(&format!(
-            "drain: {n} keys, round {} of {rounds}: batch, per-element, exchange and swap cuts",
+            "drain: {n} keys, round {} of {rounds}: locked, unlocked and per-element snapshots",
             r + 1
         ));
-        let mut this = [None; 5];
+        let mut this = [None; 3];
         for (i, m) in Method::ALL.into_iter().enumerate() {
             if m == Method::PerElement && r >= per_element_rounds {
                 continue;
             }
-            let ledger = if m == Method::SwapCut { &swap } else { &lock };
-            let s = pass(m, ledger, &keys)?;
+            let s = pass(m, &lock, keys.len())?;
             secs[i].push(s);
             this[i] = Some(s);
         }
@@ -175,7 +142,6 @@ fn measure(opts: &Options<'_>, n: u32, rounds: usize) -> Result<Vec<Measurement>
         }
     }
     drop(lock);
-    drop(swap);
 
     let mut out = Vec::new();
     let base_s = median(&secs[0]);
@@ -185,10 +151,7 @@ fn measure(opts: &Options<'_>, n: u32, rounds: usize) -> Result<Vec<Measurement>
         let rate: Vec<f64> = s.iter().map(|t| f64::from(n) / t).collect();
         let ms: Vec<f64> = s.iter().map(|t| t * 1e3).collect();
         let is_base = m == Method::BatchLocked;
-        let mut ms_tags = tags(m, n, "time");
-        if n == 1_000_000 && matches!(m, Method::ExchangeCut | Method::SwapCut) {
-            ms_tags.push(("target", "full_cut_1m".to_string()));
-        }
+        let ms_tags = tags(m, n, "time");
         out.push(Measurement {
             section: SECTION,
             name: format!("{}, {n} keys, throughput", m.name()),

@@ -11,12 +11,14 @@ use netledger::lab::types::{nl_flow_key, nl_key_flags};
 use netledger::{Ledger, LedgerConfig, Strategy};
 use serde::Serialize;
 
+mod cuts;
 mod datapath;
 mod drain;
 mod exactness;
 mod programs;
 mod real;
 pub mod report;
+mod timing;
 
 /// One figure.
 #[derive(Debug, Clone, Serialize)]
@@ -117,15 +119,22 @@ pub fn numbered_key(i: u32) -> nl_flow_key {
 }
 
 /// 1. Data-path cost, ns/packet through test_run: empty program (baseline),
-///    plain `+=`, two atomic adds, per-CPU hash, `lock`, `swap`, and the bare
-///    counters the targets compare with; 1 writer and one per CPU; same and
-///    distinct keys; 1, 10K and 1M keys in the map.
+///    the classic locked hash, plain `+=`, two atomic adds, per-CPU hash,
+///    `lock`, `swap`, both as they were before, and the bare counters; 1
+///    writer and one per CPU; same and distinct keys; 1 to 1M keys in the map.
 pub fn datapath(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     datapath::run(opts)
 }
 
-/// 4. Data-path slowdown while a full-speed locked snapshot loop runs on the
-///    other CPU (many keys, and one hot key).
+/// Where the data paths' nanoseconds go: models of both with one part
+/// taken away at a time, next to the strategies and their references.
+pub fn breakdown(opts: &Options<'_>) -> Result<Vec<Measurement>> {
+    datapath::breakdown(opts)
+}
+
+/// 4. Data-path slowdown while locked snapshots run on the other CPU every
+///    second, every 100 ms and back to back (10K and 100K keys), next to
+///    the same reads without the locks.
 pub fn reader_slowdown(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     datapath::reader_slowdown(opts)
 }
@@ -136,14 +145,20 @@ pub fn exactness(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     exactness::run(opts)
 }
 
-/// 3. Snapshot/drain throughput for 1K, 100K and 1M live keys: batch lookup
-///    with and without BPF_F_LOCK, per-element lookup, exchange cut, swap cut.
+/// 3. Live snapshots of strategy `lock` for 1K, 100K and 1M live keys:
+///    locked (the exchange in peek mode), unlocked, one lookup per key.
 pub fn drain(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     drain::run(opts)
 }
 
-/// 5. Real frames per second through a veth pair with no program and with
-///    each strategy attached.
+/// 6. The service's cuts against the number of keys (1K to 1M), both
+///    strategies: take, store commit, finish; CPU time per interval.
+pub fn cuts(opts: &Options<'_>) -> Result<Vec<Measurement>> {
+    cuts::run(opts)
+}
+
+/// 5. Real frames per second through a veth pair: no program, empty and
+///    counting programs at XDP and at tc (tcx), and pmacctd (libpcap).
 pub fn real_packets(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     real::run(opts)
 }

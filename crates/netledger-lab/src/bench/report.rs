@@ -23,7 +23,8 @@ pub struct BenchCli {
     pub json: Option<PathBuf>,
     /// Draw ns/packet per strategy against the number of keys here (SVG).
     pub plot: Option<PathBuf>,
-    /// Only these parts, comma-separated: datapath, exactness, drain, reader, real.
+    /// Only these parts, comma-separated: datapath, breakdown, exactness,
+    /// drain, reader, real, cuts.
     pub only: Option<String>,
 }
 
@@ -31,11 +32,16 @@ pub struct BenchCli {
 pub type Part = fn(&Options<'_>) -> Result<Vec<Measurement>>;
 
 /// Every part, in the order they run: (key for `only`, title, part).
-pub const PARTS: [(&str, &str, Part); 5] = [
+pub const PARTS: [(&str, &str, Part); 7] = [
     (
         "datapath",
         "1. Data-path cost (test_run, ns/packet)",
         bench::datapath,
+    ),
+    (
+        "breakdown",
+        "1b. Where the data paths' ns go (models, one part taken away at a time)",
+        bench::breakdown,
     ),
     ("exactness", "2. Read-side exactness", bench::exactness),
     ("drain", "3. Snapshot and drain throughput", bench::drain),
@@ -49,13 +55,18 @@ pub const PARTS: [(&str, &str, Part); 5] = [
         "5. Real packets through a veth pair",
         bench::real_packets,
     ),
+    (
+        "cuts",
+        "6. The service's cuts: take, store commit, finish, CPU",
+        bench::cuts,
+    ),
 ];
 
 /// A target of the benchmark: a measured figure and the bound it must meet.
 #[derive(Debug, Serialize)]
 pub struct Target {
     /// The figure, in words.
-    pub what: &'static str,
+    pub what: String,
     /// Its value in this run (None: not measured).
     pub value: Option<f64>,
     /// The bound, e.g. "<= 1.1".
@@ -98,100 +109,154 @@ fn machine() -> Machine {
     Machine { kernel, cpu, cpus }
 }
 
-/// The first measurement matching every predicate.
-fn find<'a>(
+/// The first measurement of `section` with every tag of `tags`.
+fn tagged<'a>(
     ms: &'a [Measurement],
     section: &str,
-    unit: &str,
-    name_has: &[&str],
+    tags: &[(&str, &str)],
 ) -> Option<&'a Measurement> {
-    ms.iter().find(|m| {
-        m.section == section
-            && m.unit == unit
-            && name_has
-                .iter()
-                .all(|n| m.name.to_lowercase().contains(&n.to_lowercase()))
-    })
-}
-
-/// ns/packet of `program` in the simplest scenario (1 writer, 1 key, same key).
-fn datapath_ns(ms: &[Measurement], program: &str) -> Option<f64> {
     ms.iter()
-        .find(|m| {
-            m.section == "datapath"
-                && m.unit == "ns/packet"
-                && m.tag("program") == Some(program)
-                && m.tag("writers") == Some("1")
-                && m.tag("keys") == Some("1")
-                && m.tag("same_key").is_none_or(|s| s == "true")
-        })
-        .map(|m| m.value)
+        .find(|m| m.section == section && tags.iter().all(|(k, v)| m.tag(k) == Some(*v)))
 }
 
-/// (program - empty) / (reference - empty): overhead over the empty program, relative.
-fn overhead_ratio(ms: &[Measurement], program: &str, reference: &str) -> Option<f64> {
-    let empty = datapath_ns(ms, "empty")?;
-    let p = datapath_ns(ms, program)?;
-    let r = datapath_ns(ms, reference)?;
-    Some((p - empty) / (r - empty))
-}
+/// The data-path scenarios the targets are checked in: (writers, same key, keys).
+const SCENARIOS: [(&str, &str, &str, &str); 9] = [
+    ("1", "true", "1", "1 writer, 1 key"),
+    ("1", "true", "10000", "1 writer, 10K keys"),
+    ("1", "true", "1000000", "1 writer, 1M keys"),
+    ("2", "true", "1", "2 writers, same key, 1 key"),
+    ("2", "true", "10000", "2 writers, same key, 10K keys"),
+    ("2", "true", "1000000", "2 writers, same key, 1M keys"),
+    (
+        "2",
+        "false",
+        "1",
+        "2 writers, distinct keys, 1 key (2 populated)",
+    ),
+    ("2", "false", "10000", "2 writers, distinct keys, 10K keys"),
+    ("2", "false", "1000000", "2 writers, distinct keys, 1M keys"),
+];
 
 /// The targets of the benchmark, from the measurements of this run.
 pub fn targets(ms: &[Measurement]) -> Vec<Target> {
-    let at_most = |what, value: Option<f64>, bound: f64| Target {
+    let at_most = |what: String, value: Option<f64>, bound: f64| Target {
         what,
         value,
         bound: format!("<= {bound}"),
         pass: value.map(|v| v <= bound),
     };
-    let at_least = |what, value: Option<f64>, bound: f64| Target {
+    let at_least = |what: String, value: Option<f64>, bound: f64| Target {
         what,
         value,
         bound: format!(">= {bound}"),
         pass: value.map(|v| v >= bound),
     };
     let v = |m: Option<&Measurement>| m.map(|m| m.value);
-    vec![
-        at_most(
-            "swap overhead / per-CPU hash overhead (ns over empty, 1 writer, 1 key)",
-            overhead_ratio(ms, "swap", "percpu"),
-            1.1,
-        ),
-        at_most(
-            "lock overhead / bare single-key spin-lock counter overhead (no parsing)",
-            overhead_ratio(ms, "lock", "bare_lock"),
+    let overhead = |program: &str, reference: &str, w: &str, same: &str, keys: &str| {
+        v(tagged(
+            ms,
+            "datapath",
+            &[
+                ("program", program),
+                ("reference", reference),
+                ("writers", w),
+                ("same_key", same),
+                ("keys", keys),
+            ],
+        ))
+    };
+    let mut out = Vec::new();
+    for (w, same, keys, what) in SCENARIOS {
+        out.push(at_most(
+            format!("lock overhead / classic locked hash overhead, {what}"),
+            overhead("lock", "naive", w, same, keys),
             1.2,
+        ));
+    }
+    for (w, same, keys, what) in SCENARIOS {
+        out.push(at_most(
+            format!("swap overhead / per-CPU hash overhead, {what}"),
+            overhead("swap", "percpu", w, same, keys),
+            1.1,
+        ));
+    }
+    for keys in ["10000", "100000"] {
+        out.push(at_most(
+            format!("lock writer slowdown, a locked snapshot every 100 ms, {keys} keys"),
+            v(tagged(
+                ms,
+                "reader",
+                &[
+                    ("keys", keys),
+                    ("reader", "locked_100ms"),
+                    ("figure", "slowdown"),
+                ],
+            )),
+            1.02,
+        ));
+    }
+    let cut_1m = |strategy: &str| {
+        v(tagged(
+            ms,
+            "cuts",
+            &[
+                ("strategy", strategy),
+                ("keys", "1000000"),
+                ("figure", "cut"),
+            ],
+        ))
+    };
+    out.push(at_most(
+        "full swap cut of 1M keys, kernel side (take + finish, ms)".to_string(),
+        cut_1m("swap"),
+        300.0,
+    ));
+    out.push(at_most(
+        "full lock cut of 1M keys, kernel side (take + finish, ms)".to_string(),
+        cut_1m("lock"),
+        1000.0,
+    ));
+    out.push(at_least(
+        "locked snapshot speed-up over per-element lookups, 100K keys".to_string(),
+        v(tagged(
+            ms,
+            "drain",
+            &[("keys", "100000"), ("metric", "ratio")],
+        )),
+        8.0,
+    ));
+    // Real packets: swap on the better of its two hooks.
+    let real = |program: &str, tags: &[(&str, &str)]| {
+        let mut t = vec![("program", program)];
+        t.extend_from_slice(tags);
+        v(tagged(ms, "real", &t))
+    };
+    let ratio = |p: &str| real(p, &[("metric", "ratio"), ("baseline", "none")]);
+    let (xdp, tc) = (ratio("xdp_swap"), ratio("tc_swap"));
+    let better = match (xdp, tc) {
+        (Some(x), Some(t)) if t > x => Some(("tc_swap", t)),
+        (Some(x), _) => Some(("xdp_swap", x)),
+        (None, Some(t)) => Some(("tc_swap", t)),
+        _ => None,
+    };
+    out.push(at_least(
+        format!(
+            "real frames/s, swap on the better hook ({}) / no program",
+            better.map_or("-", |b| if b.0 == "tc_swap" { "tc" } else { "XDP" })
         ),
-        at_least(
-            "batch locked snapshot speed-up over per-element lookups, 100K keys",
-            v(find(ms, "drain", "x", &["100000"]).or_else(|| find(ms, "drain", "x", &[]))),
-            8.0,
-        ),
-        at_most(
-            "full exchange cut of 1M keys (ms)",
-            v(find(ms, "drain", "ms", &["exchange", "1048576"])
-                .or_else(|| find(ms, "drain", "ms", &["exchange", "1000000"]))),
-            1000.0,
-        ),
-        at_most(
-            "full swap cut of 1M keys (ms)",
-            v(find(ms, "drain", "ms", &["swap", "1048576"])
-                .or_else(|| find(ms, "drain", "ms", &["swap", "1000000"]))),
-            1000.0,
-        ),
-        at_most(
-            "data-path slowdown from a concurrent locked reader, many keys",
-            v(ms.iter().find(|m| {
-                m.section == "reader" && m.unit == "x" && m.tag("keys").is_some_and(|k| k != "1")
-            })),
-            1.10,
-        ),
-        at_least(
-            "real frames/s with swap attached / with no program",
-            v(find(ms, "real", "x", &["swap"])),
-            0.9,
-        ),
-    ]
+        better.map(|b| b.1),
+        0.9,
+    ));
+    let kept = |p: &str| real(p, &[("metric", "kept frames/s")]);
+    out.push(at_least(
+        "frames/s counted: swap on the better hook / pmacctd".to_string(),
+        match (better.and_then(|b| kept(b.0)), kept("pmacctd")) {
+            (Some(n), Some(p)) => Some(n / p),
+            _ => None,
+        },
+        1.0,
+    ));
+    out
 }
 
 /// A figure for a table: three significant digits or so; "-" for none.
@@ -315,9 +380,7 @@ pub fn run(args: BenchCli) -> Result<ExitCode> {
             measurements: &all,
             targets: &targets,
         };
-        let f =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        serde_json::to_writer_pretty(f, &report)
+        std::fs::write(path, json_lines(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.plot {
@@ -327,11 +390,41 @@ pub fn run(args: BenchCli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// ns/packet of each program against the number of keys in its map
-/// (1 writer, same key), as an SVG.
+/// The report as JSON with one measurement or target per line: a run of
+/// thousands of samples stays small and diffs line by line.
+fn json_lines(report: &JsonReport<'_>) -> Result<String> {
+    fn list<T: Serialize>(items: &[T]) -> Result<String> {
+        let lines: Vec<String> = items
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()?;
+        Ok(format!("[\n{}\n]", lines.join(",\n")))
+    }
+    Ok(format!(
+        "{{\"command\":{},\n\"machine\":{},\n\"measurements\":{},\n\"targets\":{}}}\n",
+        serde_json::to_string(&report.command)?,
+        serde_json::to_string(&report.machine)?,
+        list(report.measurements)?,
+        list(report.targets)?,
+    ))
+}
+
+/// The cut-time plot's path: `plot`'s with `-cuts` after its stem.
+pub fn cuts_plot_path(plot: &Path) -> PathBuf {
+    let stem = plot
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bench".into());
+    plot.with_file_name(format!("{stem}-cuts.svg"))
+}
+
+type Series = std::collections::BTreeMap<String, Vec<(f64, f64)>>;
+
+/// Two plots (SVG): ns/packet of each program against the number of keys in
+/// its map (1 writer) at `path`, and the cut times of both strategies
+/// against the number of keys with traffic at [`cuts_plot_path`].
 fn plot(path: &Path, ms: &[Measurement]) -> Result<()> {
-    use plotters::prelude::*;
-    let mut series: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    let mut series = Series::new();
     for m in ms
         .iter()
         .filter(|m| m.section == "datapath" && m.unit == "ns/packet")
@@ -345,45 +438,147 @@ fn plot(path: &Path, ms: &[Measurement]) -> Result<()> {
         ) else {
             continue;
         };
+        let name = match program {
+            "ml_all" => "lock before (model)",
+            "ms_all" => "swap before (model)",
+            "ml_s192c" => "lock, counters off the lock's line (tried)",
+            "naive" => "classic locked hash",
+            "percpu" => "per-CPU hash",
+            "plain" => "plain += (racy)",
+            "atomic" => "two atomic adds",
+            "bare_lock" => "bare spin-locked counter",
+            "bare_percpu" => "bare per-CPU counter",
+            "empty" => "empty program",
+            p => p,
+        };
         series
-            .entry(program.to_string())
+            .entry(name.to_string())
             .or_default()
             .push((keys.max(1.0), m.value));
     }
-    let max_y = series.values().flatten().map(|p| p.1).fold(10.0, f64::max) * 1.15;
-    let max_x = series.values().flatten().map(|p| p.0).fold(10.0, f64::max) * 2.0;
+    draw(
+        path,
+        "netledger: ns/packet vs keys in the map (1 writer, test_run)",
+        "keys in the map",
+        "ns/packet (median)",
+        series,
+        false,
+    )?;
+    let mut cuts = Series::new();
+    for m in ms.iter().filter(|m| m.section == "cuts" && m.unit == "ms") {
+        let (Some(strategy), Some(figure), Some(keys)) = (
+            m.tag("strategy"),
+            m.tag("figure"),
+            m.tag("keys").and_then(|k| k.parse::<f64>().ok()),
+        ) else {
+            continue;
+        };
+        let name = match figure {
+            "cut" => format!("{strategy}: take + finish"),
+            "take" => format!("{strategy}: take"),
+            "finish" => format!("{strategy}: finish"),
+            "commit" => format!("{strategy}: store commit"),
+            _ => continue,
+        };
+        cuts.entry(name)
+            .or_default()
+            .push((keys, m.value.max(0.01)));
+    }
+    if !cuts.is_empty() {
+        draw(
+            &cuts_plot_path(path),
+            "netledger: cut time vs keys with traffic (two-phase cut, and the store commit)",
+            "keys with traffic",
+            "ms (median, log scale)",
+            cuts,
+            true,
+        )?;
+    }
+    Ok(())
+}
+
+/// One line per series, x on a log scale (y too with `log_y`).
+fn draw(
+    path: &Path,
+    caption: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: Series,
+    log_y: bool,
+) -> Result<()> {
+    use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
+    use plotters::prelude::*;
+    let pts = || series.values().flatten();
+    let max_y = pts().map(|p| p.1).fold(1.0, f64::max);
+    let min_y = pts().map(|p| p.1).fold(f64::MAX, f64::min);
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "netledger: ns/packet by strategy vs keys in the map (1 writer)",
-            ("sans-serif", 20),
-        )
-        .margin(20)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d((0.8f64..max_x).log_scale(), 0f64..max_y)?;
-    chart
-        .configure_mesh()
-        .x_desc("keys in the map")
-        .y_desc("ns/packet (test_run, median)")
-        .draw()?;
-    for (i, (name, mut pts)) in series.into_iter().enumerate() {
-        pts.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
-        let color = Palette99::pick(i).to_rgba();
+    fn lines<Y>(
+        root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+        caption: &str,
+        (x_desc, y_desc): (&str, &str),
+        y: Y,
+        series: &Series,
+    ) -> Result<()>
+    where
+        Y: AsRangedCoord<Value = f64>,
+        Y::CoordDescType: ValueFormatter<f64> + Ranged<ValueType = f64>,
+    {
+        let (lo, hi) = {
+            let p: Vec<f64> = series.values().flatten().map(|p| p.0).collect();
+            (
+                p.iter().copied().fold(f64::MAX, f64::min).min(1.0) * 0.8,
+                p.iter().copied().fold(10.0, f64::max) * 2.0,
+            )
+        };
+        let mut chart = ChartBuilder::on(root)
+            .caption(caption, ("sans-serif", 20))
+            .margin(20)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d((lo..hi).log_scale(), y)?;
         chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .draw()?;
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let mut pts = pts.clone();
+            pts.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        Ok(())
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    if log_y {
+        lines(
+            &root,
+            caption,
+            (x_desc, y_desc),
+            (min_y * 0.5..max_y * 2.0).log_scale(),
+            &series,
+        )?;
+    } else {
+        lines(
+            &root,
+            caption,
+            (x_desc, y_desc),
+            0f64..max_y * 1.15,
+            &series,
+        )?;
+    }
     root.present()?;
     Ok(())
 }

@@ -8,7 +8,7 @@
  * refilled by userspace only after an RCU grace period), nl_stats (per-CPU
  * conservation buckets) and nl_out (the exchange's records).
  *
- * Everything (length, time, key) is computed before a lock is taken; locked
+ * Everything (length, key) is computed before a lock is taken; locked
  * regions hold only loads, stores and additions. The frame is never modified
  * and its fate never changed: the data path always returns XDP_PASS.
  */
@@ -24,8 +24,15 @@ struct {
 	__type(value, __u32);
 } nl_index SEC(".maps");
 
+/*
+ * Mmapable for its layout only: the kernel places an mmapable array's
+ * values on a page boundary, so every two-line slot (struct nl_slot)
+ * starts a cache line. (It is never mapped: the kernel refuses to map a
+ * map that holds spin locks.)
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, struct nl_slot);
@@ -70,8 +77,7 @@ static __always_inline int key_eq(const struct nl_flow_key *a, const struct nl_f
  * key's live slot (evicted, or the entry was reused): the caller inserts a
  * new slot either way.
  */
-static __always_inline int add_to_live_slot(struct nl_flow_key *key, const struct nl_add *a,
-					    __u64 now)
+static __always_inline int add_to_live_slot(struct nl_flow_key *key, const struct nl_add *a)
 {
 	struct nl_slot *slot;
 	__u32 *idx, n;
@@ -93,9 +99,6 @@ static __always_inline int add_to_live_slot(struct nl_flow_key *key, const struc
 		slot->packets += a->pkts;
 		slot->bytes += a->bytes;
 		slot->ip_bytes += a->ip_bytes;
-		if (!slot->first_ns)
-			slot->first_ns = now;
-		slot->last_ns = now;
 	}
 	bpf_spin_unlock(&slot->lock);
 	return live ? 1 : -1;
@@ -106,7 +109,7 @@ static __always_inline int add_to_live_slot(struct nl_flow_key *key, const struc
  * MAP_FULL (no free slot, or the index is full), or -EEXIST if another CPU
  * published a slot for key first (the caller adds to that one).
  */
-static __always_inline long insert_slot(struct nl_flow_key *key, const struct nl_add *a, __u64 now)
+static __always_inline long insert_slot(struct nl_flow_key *key, const struct nl_add *a)
 {
 	struct nl_slot *slot;
 	__u32 n;
@@ -125,8 +128,6 @@ static __always_inline long insert_slot(struct nl_flow_key *key, const struct nl
 	slot->packets = a->pkts;
 	slot->bytes = a->bytes;
 	slot->ip_bytes = a->ip_bytes;
-	slot->first_ns = now;
-	slot->last_ns = now;
 	slot->idle = 0;
 	/*
 	 * PENDING until the index names it: the exchange, which walks the slot
@@ -151,23 +152,23 @@ static __always_inline long insert_slot(struct nl_flow_key *key, const struct nl
 
 /* Add the frame to its flow; return the bucket it ended in. */
 static __always_inline __u32 count_flow(struct nl_stats *st, struct nl_flow_key *key,
-					const struct nl_add *a, __u64 now)
+					const struct nl_add *a)
 {
 	int detour = 0, i, r;
 	long ret;
 
 	for (i = 0; i < 2; i++) {
-		r = add_to_live_slot(key, a, now);
+		r = add_to_live_slot(key, a);
 		if (r > 0)
 			goto counted;
 		detour |= r < 0;
-		ret = insert_slot(key, a, now);
+		ret = insert_slot(key, a);
 		if (ret == NL_BUCKET_COUNTED)
 			goto counted;
 		if (ret != -EEXIST_)
 			return ret;
 		/* Lost the race to insert: the winner's slot is live now... */
-		r = add_to_live_slot(key, a, now);
+		r = add_to_live_slot(key, a);
 		if (r > 0)
 			goto counted;
 		/* ... unless it was evicted in between: try once more. */
@@ -183,8 +184,8 @@ counted:
 
 /*
  * Account one parsed frame (or GSO/GRO packet of pkts wire frames, bytes in
- * all): its flow if it has one, and its bucket. Everything, time included,
- * is computed before a lock is taken.
+ * all): its flow if it has one, and its bucket. Everything is computed
+ * before a lock is taken.
  */
 static __always_inline void account(__u32 bucket, struct nl_flow_key *key, struct nl_add a)
 {
@@ -197,7 +198,7 @@ static __always_inline void account(__u32 bucket, struct nl_flow_key *key, struc
 	account_begin(st);
 	if (bucket == NL_BUCKET_COUNTED) {
 		shape_key(key);
-		bucket = count_flow(st, key, &a, nl_now());
+		bucket = count_flow(st, key, &a);
 	}
 	/* Bounds the index for the verifier; every bucket returned is below it. */
 	if (bucket >= NL_NR_BUCKETS)
@@ -272,7 +273,7 @@ static long exchange_one(struct bpf_map *map, __u32 *idx, struct nl_slot *slot,
 {
 	struct nl_flow_key key;
 	struct nl_record *rec;
-	__u64 packets, bytes, ip_bytes, first, last;
+	__u64 packets, bytes, ip_bytes;
 	__u32 out = ctx->written;
 	int evict = 0, live;
 
@@ -297,14 +298,10 @@ static long exchange_one(struct bpf_map *map, __u32 *idx, struct nl_slot *slot,
 	packets = slot->packets;
 	bytes = slot->bytes;
 	ip_bytes = slot->ip_bytes;
-	first = slot->first_ns;
-	last = slot->last_ns;
 	if (live && !ctx->req.peek) {
 		slot->packets = 0;
 		slot->bytes = 0;
 		slot->ip_bytes = 0;
-		slot->first_ns = 0;
-		slot->last_ns = 0;
 		if (packets)
 			slot->idle = 0;
 		else
@@ -328,15 +325,9 @@ static long exchange_one(struct bpf_map *map, __u32 *idx, struct nl_slot *slot,
 		packets += slot->packets;
 		bytes += slot->bytes;
 		ip_bytes += slot->ip_bytes;
-		if (!first)
-			first = slot->first_ns;
-		if (slot->last_ns)
-			last = slot->last_ns;
 		slot->packets = 0;
 		slot->bytes = 0;
 		slot->ip_bytes = 0;
-		slot->first_ns = 0;
-		slot->last_ns = 0;
 		slot->state = NL_SLOT_TOMBSTONE;
 		bpf_spin_unlock(&slot->lock);
 	}
@@ -349,8 +340,6 @@ static long exchange_one(struct bpf_map *map, __u32 *idx, struct nl_slot *slot,
 	rec->packets = packets;
 	rec->bytes = bytes;
 	rec->ip_bytes = ip_bytes;
-	rec->first_ns = first;
-	rec->last_ns = last;
 	rec->flags = evict ? NL_REC_EVICTED : 0;
 	ctx->written = out + 1;
 	return 0;

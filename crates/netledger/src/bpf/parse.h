@@ -31,22 +31,6 @@ struct {
 /* Never read by the programs: carries the shared enums into BTF (netledger.h). */
 const volatile struct nl_btf_anchor nl_btf_anchor = {};
 
-/* The kernel's tick rate (libbpf fills it from the kernel config; 0 if unknown). */
-extern unsigned int CONFIG_HZ __kconfig __weak;
-
-/*
- * A coarse time stamp in ns: jiffies scaled by the tick length. The verifier
- * inlines bpf_jiffies64 (a load), where bpf_ktime_get_coarse_ns is a real
- * helper call (measured here: 22 ns per packet). Tick resolution, counted
- * from the kernel's jiffies epoch (not CLOCK_MONOTONIC's zero).
- */
-static __always_inline __u64 nl_now(void)
-{
-	__u64 hz = CONFIG_HZ ? CONFIG_HZ : 250;
-
-	return bpf_jiffies64() * (1000000000ULL / hz);
-}
-
 #define compiler_barrier() asm volatile("" ::: "memory")
 
 #define ETH_P_8021AD_ 0x88A8
@@ -311,7 +295,9 @@ static __always_inline void shape_key(struct nl_flow_key *key)
 /*
  * The frame's accounting opens before its flow is touched and closes after
  * its bucket is added, so a settled reading (done == started on every CPU)
- * taken after a flow read includes every packet that flow read saw.
+ * taken after a flow read includes every packet that flow read saw. Only a
+ * data path whose buckets are read live needs the window (strategy lock);
+ * one whose buckets are read only once quiescent adds with account_add.
  */
 static __always_inline void account_begin(struct nl_stats *st)
 {
@@ -319,13 +305,20 @@ static __always_inline void account_begin(struct nl_stats *st)
 	compiler_barrier();
 }
 
-static __always_inline void account_end(struct nl_stats *st, __u32 bucket, __u32 pkts,
+/* Add a frame to `seen` and to its bucket (bucket < NL_NR_BUCKETS). */
+static __always_inline void account_add(struct nl_stats *st, __u32 bucket, __u32 pkts,
 					__u64 bytes)
 {
 	st->bucket[NL_BUCKET_SEEN].packets += pkts;
 	st->bucket[NL_BUCKET_SEEN].bytes += bytes;
 	st->bucket[bucket].packets += pkts;
 	st->bucket[bucket].bytes += bytes;
+}
+
+static __always_inline void account_end(struct nl_stats *st, __u32 bucket, __u32 pkts,
+					__u64 bytes)
+{
+	account_add(st, bucket, pkts, bytes);
 	compiler_barrier();
 	*(volatile __u64 *)&st->done = st->done + 1;
 }
