@@ -11,4 +11,4 @@ fi
 bash scripts/setup.sh --tests
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets --no-fail-fast

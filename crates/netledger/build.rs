@@ -27,4 +27,5 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=src/bpf/netledger.h");
     println!("cargo:rerun-if-changed=src/bpf/parse.h");
+    println!("cargo:rerun-if-changed=src/bpf/hooks.h");
 }

@@ -272,11 +272,27 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
+        // Pins are kept per namespace inode, and the kernel reuses a deleted
+        // namespace's inode: pins a killed process left in this namespace
+        // would be found by a later test's namespace. They go with it.
+        let ino = std::fs::metadata(format!("{NETNS_RUN_DIR}/{}", self.name))
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .ok();
         if let Err(e) = command("ip", &["netns", "del", &self.name]) {
             eprintln!(
                 "netledger: could not delete network namespace {}: {e}",
                 self.name
             );
+        }
+        if let Some(ino) = ino {
+            let pins = std::path::Path::new(netledger::BPFFS)
+                .join("netledger")
+                .join(format!("ns{ino}"));
+            if pins.exists() {
+                if let Err(e) = std::fs::remove_dir_all(&pins) {
+                    eprintln!("netledger: could not remove {}: {e}", pins.display());
+                }
+            }
         }
     }
 }

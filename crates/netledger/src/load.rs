@@ -91,3 +91,27 @@ pub(crate) fn own_prog(prog: &impl AsFd) -> Result<OwnedFd> {
         .try_clone_to_owned()
         .map_err(|e| load_err(e.into()))
 }
+
+/// Open the skeleton `$builder` into `$storage`, write its configuration
+/// (`$raw`, the object's own `nl_config`) and mark only the program of
+/// `$hook` for loading (only it is verified). Evaluates to the open skeleton.
+macro_rules! open_for_hook {
+    ($builder:ty, $storage:expr, $raw:expr, $hook:expr) => {{
+        let mut open = <$builder>::default()
+            .open($storage)
+            .map_err($crate::load::load_err)?;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("the object has a .rodata section")
+            .nl_cfg = $raw;
+        open.progs
+            .nl_xdp
+            .set_autoload($hook == $crate::config::Hook::Xdp);
+        open.progs
+            .nl_tc
+            .set_autoload($hook != $crate::config::Hook::Xdp);
+        open
+    }};
+}
+pub(crate) use open_for_hook;

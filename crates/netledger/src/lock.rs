@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use crate::config::{Hook, KeyMode, LedgerConfig};
 use crate::ctl::{self, Ctl};
 use crate::error::{map_err, map_io_err, Error, Result};
-use crate::load::{load_err, own_map, own_prog};
+use crate::load::{load_err, open_for_hook, own_map, own_prog};
 use crate::maps::TypedMap;
 use crate::pin::PinSet;
 use crate::pod;
@@ -114,18 +114,7 @@ impl LockBackend {
     /// Load the lock object configured by `cfg`, every slot free.
     pub fn load(cfg: &LedgerConfig, hook: Hook) -> Result<LockBackend> {
         let mut storage = MaybeUninit::uninit();
-        let mut open = LockSkelBuilder::default()
-            .open(&mut storage)
-            .map_err(load_err)?;
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("the lock object has a .rodata section");
-        rodata.nl_cfg = cfg.raw_at(hook);
-        // Only the program for this hook is loaded (and verified).
-        open.progs.nl_xdp.set_autoload(hook == Hook::Xdp);
-        open.progs.nl_tc.set_autoload(hook != Hook::Xdp);
+        let mut open = open_for_hook!(LockSkelBuilder, &mut storage, cfg.raw_at(hook), hook);
         let n = cfg.max_flows;
         for map in [
             &mut open.maps.nl_index,

@@ -5,29 +5,26 @@
 //! the objects' BTF, and the sizes are asserted so that a drifted layout
 //! fails the build.
 
-mod lock_skel {
-    #![allow(
-        clippy::all,
-        missing_docs,
-        unused_imports,
-        dead_code,
-        non_camel_case_types
-    )]
-    #![allow(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
-    include!(concat!(env!("OUT_DIR"), "/lock.skel.rs"));
+/// Includes a generated skeleton as a module, with the lints that generated
+/// code does not meet turned off for it alone.
+macro_rules! skeleton {
+    ($module:ident, $file:literal) => {
+        mod $module {
+            #![allow(
+                clippy::all,
+                missing_docs,
+                unused_imports,
+                dead_code,
+                non_camel_case_types
+            )]
+            #![allow(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
+            include!(concat!(env!("OUT_DIR"), "/", $file));
+        }
+    };
 }
 
-mod swap_skel {
-    #![allow(
-        clippy::all,
-        missing_docs,
-        unused_imports,
-        dead_code,
-        non_camel_case_types
-    )]
-    #![allow(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
-    include!(concat!(env!("OUT_DIR"), "/swap.skel.rs"));
-}
+skeleton!(lock_skel, "lock.skel.rs");
+skeleton!(swap_skel, "swap.skel.rs");
 
 pub(crate) use lock_skel::LockSkelBuilder;
 pub(crate) use swap_skel::SwapSkelBuilder;

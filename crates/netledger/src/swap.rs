@@ -33,7 +33,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 use crate::config::{Hook, LedgerConfig};
 use crate::ctl::{self, Ctl};
 use crate::error::{map_err, map_io_err, Error, Result};
-use crate::load::{load_err, own_map, own_prog};
+use crate::load::{load_err, open_for_hook, own_map, own_prog};
 use crate::maps::{Grace, TypedMap};
 use crate::pin::PinSet;
 use crate::pod;
@@ -109,18 +109,12 @@ impl SwapBackend {
     /// Load the swap object configured by `cfg`.
     pub fn load(cfg: &LedgerConfig, hook: Hook) -> Result<SwapBackend> {
         let mut storage = MaybeUninit::uninit();
-        let mut open = SwapSkelBuilder::default()
-            .open(&mut storage)
-            .map_err(load_err)?;
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("the swap object has a .rodata section");
-        rodata.nl_cfg = cfg.raw_at(hook).for_swap();
-        // Only the program for this hook is loaded (and verified).
-        open.progs.nl_xdp.set_autoload(hook == Hook::Xdp);
-        open.progs.nl_tc.set_autoload(hook != Hook::Xdp);
+        let mut open = open_for_hook!(
+            SwapSkelBuilder,
+            &mut storage,
+            cfg.raw_at(hook).for_swap(),
+            hook
+        );
         for map in [&mut open.maps.nl_flows_0, &mut open.maps.nl_flows_1] {
             map.set_max_entries(cfg.max_flows).map_err(load_err)?;
         }
