@@ -13,6 +13,7 @@ use netledger_tui::{Feed, FeedError, Header, Next, Options, Source};
 use crate::cli::TopArgs;
 use crate::settings::DEFAULT_SOCKET;
 use crate::socket::Client;
+use crate::watch::Counting;
 
 /// Intervals from the service, for one interface (or all).
 struct ClientFeed {
@@ -125,29 +126,11 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
     cfg.validate()?;
     netledger::preflight()?;
     netledger::ifindex(&iface)?;
-    let hooks = args.hooks.direction.hooks(args.hooks.hook, &iface);
-    let ledgers = hooks
-        .iter()
-        .map(|&h| Ledger::load_at(cfg.clone(), h))
-        .collect::<netledger::Result<Vec<_>>>()?;
-    let refs: Vec<&Ledger> = ledgers.iter().collect();
-    let pins = match netledger::pin_watch(&iface, &refs) {
-        Ok(p) => Some(p),
-        Err(
-            e @ (netledger::Error::Owned { .. }
-            | netledger::Error::ServicePinned { .. }
-            | netledger::Error::AlreadyRunning { .. }),
-        ) => return Err(e.into()),
-        Err(_) => None,
-    };
-    let mut attachments = Vec::new();
-    for l in &ledgers {
-        attachments.push(l.attach(
-            &iface,
-            args.hooks.xdp_mode.into(),
-            args.hooks.tc_attach.into(),
-        )?);
-    }
+    let Counting {
+        attachments,
+        pins,
+        ledgers,
+    } = crate::watch::attach(&iface, &cfg, &args.hooks, |_| {})?;
     let hook = attachments
         .iter()
         .map(|a| a.how.to_string())

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use netledger::{Direction, Ledger};
+use netledger::{Attachment, Direction, Ledger, LedgerConfig, Pins};
 use netledger_sinks::text::is_broken_pipe;
 
-use crate::cli::WatchArgs;
+use crate::cli::{HookOpts, WatchArgs};
 use crate::exports::Exports;
 use crate::signals::{install_stop_handlers, sleep_until, stop_requested};
 
@@ -25,25 +25,36 @@ pub fn counting(ledgers: &[Ledger]) -> String {
     names.join(" and ")
 }
 
-pub fn run(args: WatchArgs) -> Result<ExitCode> {
-    let cfg = args.key.config();
-    cfg.validate()?;
-    netledger::preflight()?;
-    // Fails with the fix when the interface does not exist.
-    netledger::ifindex(&args.iface)?;
-    install_stop_handlers()?;
-    let hooks = args.hooks.direction.hooks(args.hooks.hook, &args.iface);
+/// What a watch (or a `top` on its own) counts with: a ledger per hook,
+/// the interface claimed in bpffs where it can be, and the hooks attached.
+/// Fields drop in order: the attachments, then the pins, then the ledgers.
+pub struct Counting {
+    pub attachments: Vec<Attachment>,
+    pub pins: Option<Pins>,
+    pub ledgers: Vec<Ledger>,
+}
 
-    // Loaded first: every interval starts at load, before attaching, so
-    // nothing is missed.
+/// Load a ledger per hook `hooks` names on `iface`, claim the interface and
+/// attach. The ledgers are loaded first: every interval starts at load,
+/// before attaching, so nothing is missed. The claim (pins in bpffs) lets
+/// other netledger processes see the watch and, with lock, `reset` reach
+/// its ledger; an interface another netledger owns is an error, but where
+/// only the pins cannot be made (no bpffs) the counting goes on and
+/// `unpinned` hears why.
+pub fn attach(
+    iface: &str,
+    cfg: &LedgerConfig,
+    hooks: &HookOpts,
+    unpinned: impl FnOnce(netledger::Error),
+) -> Result<Counting> {
     let ledgers = hooks
+        .direction
+        .hooks(hooks.hook, iface)
         .iter()
         .map(|&h| Ledger::load_at(cfg.clone(), h))
         .collect::<netledger::Result<Vec<_>>>()?;
-    // Claim the interface (and, with lock, let `reset` reach the ledger).
-    // Without bpffs the watch still runs; only reset is unavailable.
     let refs: Vec<&Ledger> = ledgers.iter().collect();
-    let pins = match netledger::pin_watch(&args.iface, &refs) {
+    let pins = match netledger::pin_watch(iface, &refs) {
         Ok(p) => Some(p),
         Err(
             e @ (netledger::Error::Owned { .. }
@@ -51,18 +62,35 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
             | netledger::Error::AlreadyRunning { .. }),
         ) => return Err(e.into()),
         Err(e) => {
-            eprintln!("netledger: warning: other netledger processes will not see this watch: {e}");
+            unpinned(e);
             None
         }
     };
     let mut attachments = Vec::new();
     for l in &ledgers {
-        attachments.push(l.attach(
-            &args.iface,
-            args.hooks.xdp_mode.into(),
-            args.hooks.tc_attach.into(),
-        )?);
+        attachments.push(l.attach(iface, hooks.xdp_mode.into(), hooks.tc_attach.into())?);
     }
+    Ok(Counting {
+        attachments,
+        pins,
+        ledgers,
+    })
+}
+
+pub fn run(args: WatchArgs) -> Result<ExitCode> {
+    let cfg = args.key.config();
+    cfg.validate()?;
+    netledger::preflight()?;
+    // Fails with the fix when the interface does not exist.
+    netledger::ifindex(&args.iface)?;
+    install_stop_handlers()?;
+    let Counting {
+        ledgers,
+        pins,
+        mut attachments,
+    } = attach(&args.iface, &cfg, &args.hooks, |e| {
+        eprintln!("netledger: warning: other netledger processes will not see this watch: {e}");
+    })?;
     let how: Vec<String> = attachments
         .iter()
         .map(|a| format!("{} {}", a.hook.direction(), a.how))
