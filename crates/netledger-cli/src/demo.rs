@@ -34,7 +34,7 @@ struct Flow {
 }
 
 fn flows() -> Vec<Flow> {
-    let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+    let v4 = |c, d| IpAddr::V4(Ipv4Addr::new(10, 78, c, d));
     let v6 = |last| IpAddr::V6(Ipv6Addr::new(0xfd00, 0x6e6c, 0, 0, 0, 0, 0, last));
     let flow = |vlan, src, dst, tcp, sport, dport, payload, weight| Flow {
         vlan,
@@ -47,48 +47,12 @@ fn flows() -> Vec<Flow> {
         weight,
     };
     vec![
-        flow(
-            None,
-            v4(10, 78, 0, 2),
-            v4(10, 78, 0, 1),
-            false,
-            40000,
-            9000,
-            100,
-            3,
-        ),
-        flow(
-            None,
-            v4(10, 78, 0, 3),
-            v4(10, 78, 0, 1),
-            false,
-            40001,
-            53,
-            40,
-            1,
-        ),
-        flow(
-            None,
-            v4(10, 78, 0, 2),
-            v4(10, 78, 0, 1),
-            true,
-            40002,
-            443,
-            1200,
-            2,
-        ),
+        flow(None, v4(0, 2), v4(0, 1), false, 40000, 9000, 100, 3),
+        flow(None, v4(0, 3), v4(0, 1), false, 40001, 53, 40, 1),
+        flow(None, v4(0, 2), v4(0, 1), true, 40002, 443, 1200, 2),
         flow(None, v6(2), v6(1), false, 40003, 9000, 300, 1),
         flow(None, v6(2), v6(1), true, 40004, 80, 700, 2),
-        flow(
-            Some(42),
-            v4(10, 78, 42, 2),
-            v4(10, 78, 42, 1),
-            false,
-            40005,
-            5000,
-            80,
-            1,
-        ),
+        flow(Some(42), v4(42, 2), v4(42, 1), false, 40005, 5000, 80, 1),
     ]
 }
 
@@ -109,24 +73,19 @@ impl Flow {
                 }
             }};
         }
-        let res = match (self.vlan, self.src, self.dst) {
-            (None, IpAddr::V4(s), IpAddr::V4(d)) => finish!(eth.ipv4(s.octets(), d.octets(), 64)),
-            (None, IpAddr::V6(s), IpAddr::V6(d)) => finish!(eth.ipv6(s.octets(), d.octets(), 64)),
-            (Some(v), IpAddr::V4(s), IpAddr::V4(d)) => {
-                finish!(eth.single_vlan(v.try_into().expect("valid VLAN id")).ipv4(
-                    s.octets(),
-                    d.octets(),
-                    64
-                ))
-            }
-            (Some(v), IpAddr::V6(s), IpAddr::V6(d)) => {
-                finish!(eth.single_vlan(v.try_into().expect("valid VLAN id")).ipv6(
-                    s.octets(),
-                    d.octets(),
-                    64
-                ))
-            }
-            _ => unreachable!("a flow's addresses share a family"),
+        // The IP layer over `$l2` (Ethernet, or Ethernet and a VLAN tag).
+        macro_rules! over_ip {
+            ($l2:expr) => {{
+                match (self.src, self.dst) {
+                    (IpAddr::V4(s), IpAddr::V4(d)) => finish!($l2.ipv4(s.octets(), d.octets(), 64)),
+                    (IpAddr::V6(s), IpAddr::V6(d)) => finish!($l2.ipv6(s.octets(), d.octets(), 64)),
+                    _ => unreachable!("a flow's addresses share a family"),
+                }
+            }};
+        }
+        let res = match self.vlan {
+            None => over_ip!(eth),
+            Some(v) => over_ip!(eth.single_vlan(v.try_into().expect("valid VLAN id"))),
         };
         res.expect("writing to a Vec cannot fail");
         out
