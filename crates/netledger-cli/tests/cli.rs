@@ -14,10 +14,17 @@ fn netledger(args: &[&str]) -> Output {
         .expect("running netledger")
 }
 
+/// `ip netns exec NS`, the program and its arguments to follow.
+fn in_netns(ns: &NetNs) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns.name()]);
+    c
+}
+
 /// Run netledger inside a namespace.
 fn netledger_in(ns: &NetNs, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns.name(), BIN])
+    in_netns(ns)
+        .arg(BIN)
         .args(args)
         .output()
         .expect("running netledger in a namespace")
@@ -156,24 +163,15 @@ fn unsupported_xdp_mode_is_one_clear_line() {
 #[test]
 fn not_root_is_one_clear_line() {
     let b = bed();
-    let o = Command::new("ip")
+    let o = in_netns(&b.ns)
         .args([
-            "netns",
-            "exec",
-            b.ns.name(),
             "setpriv",
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
         ])
-        .args([
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-            BIN,
-            "watch",
-            "--iface",
-            "nlc0",
-        ])
+        .args(["--inh-caps=-all", "--bounding-set=-all", BIN])
+        .args(["watch", "--iface", "nlc0"])
         .output()
         .unwrap();
     assert_one_line_error(&o, "needs root");
@@ -183,16 +181,8 @@ fn not_root_is_one_clear_line() {
 #[test]
 fn kernel_without_btf_is_one_clear_line() {
     let b = bed();
-    let o = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            b.ns.name(),
-            BIN,
-            "watch",
-            "--iface",
-            "nlc0",
-        ])
+    let o = in_netns(&b.ns)
+        .args([BIN, "watch", "--iface", "nlc0"])
         .env("NETLEDGER_KERNEL_BTF", "/nonexistent/vmlinux")
         .output()
         .unwrap();
