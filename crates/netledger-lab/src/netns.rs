@@ -8,7 +8,10 @@
 //!   ([`Iface::prepare`]: offloads off, IPv6 quiet, up), with addresses,
 //!   static neighbours, its MAC and ifindex;
 //! * [`RawSocket`]: sends hand-built Ethernet frames as they are;
-//! * [`Capture`]: the ground truth of every frame an interface sent.
+//! * [`Capture`]: the ground truth of every frame an interface sent;
+//! * the packet socket pieces it is made of ([`packet_socket`],
+//!   [`bind_packet`], [`setsockopt`], [`recv_packet`], [`with_vlan_tag`],
+//!   [`packet_drops`]), for captures of other kinds.
 //!
 //! Configuration goes through the `ip` and `ethtool` commands (iproute2 and
 //! ethtool must be installed); everything needs root.
@@ -670,7 +673,7 @@ impl Drop for Veth {
 
 /// A new AF_PACKET SOCK_RAW socket with protocol 0: it receives nothing
 /// until bound with a protocol.
-fn packet_socket() -> io::Result<OwnedFd> {
+pub fn packet_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; the descriptor is owned right away.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -680,7 +683,9 @@ fn packet_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn bind_packet(fd: BorrowedFd<'_>, ifindex: u32, protocol: u16, iface: &str) -> io::Result<()> {
+/// Binds a packet socket to interface `ifindex` (named `iface` in errors)
+/// for `protocol` (an ETH_P_* value; 0 for sending only).
+pub fn bind_packet(fd: BorrowedFd<'_>, ifindex: u32, protocol: u16, iface: &str) -> io::Result<()> {
     // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
@@ -702,7 +707,8 @@ fn bind_packet(fd: BorrowedFd<'_>, ifindex: u32, protocol: u16, iface: &str) -> 
     Ok(())
 }
 
-fn setsockopt<T>(
+/// setsockopt(2) of `value`; an error names the option (`what`).
+pub fn setsockopt<T>(
     fd: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,
@@ -979,6 +985,16 @@ fn capture_loop(fd: OwnedFd, ifindex: u32, stop: &AtomicBool) -> io::Result<Capt
             },
         }
     }
+    Ok(CaptureResult {
+        frames,
+        drops: packet_drops(fd.as_fd())?,
+    })
+}
+
+/// The frames a packet socket dropped because its reader fell behind
+/// (PACKET_STATISTICS tp_drops) since it was last asked: the kernel
+/// clears the count on every read.
+pub fn packet_drops(fd: BorrowedFd<'_>) -> io::Result<u32> {
     // SAFETY: tpacket_stats is plain data; all zeroes is a valid value.
     let mut stats: libc::tpacket_stats = unsafe { std::mem::zeroed() };
     let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
@@ -995,10 +1011,7 @@ fn capture_loop(fd: OwnedFd, ifindex: u32, stop: &AtomicBool) -> io::Result<Capt
     if ret != 0 {
         return Err(os_error("getsockopt(PACKET_STATISTICS)"));
     }
-    Ok(CaptureResult {
-        frames,
-        drops: stats.tp_drops,
-    })
+    Ok(stats.tp_drops)
 }
 
 /// Receives one frame; `None` for one that is not an outgoing frame of
@@ -1009,6 +1022,31 @@ fn recv_frame(
     buf: &mut [u8],
     flags: libc::c_int,
 ) -> io::Result<Option<Vec<u8>>> {
+    let got = recv_packet(fd, buf, flags)?;
+    if got.pkttype != libc::PACKET_OUTGOING || got.ifindex != ifindex {
+        return Ok(None);
+    }
+    Ok(Some(with_vlan_tag(&buf[..got.len], got.vlan)))
+}
+
+/// What [`recv_packet`] received into its buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// The bytes received, from the start of the buffer.
+    pub len: usize,
+    /// Where the frame went (PACKET_HOST, PACKET_OUTGOING, ...).
+    pub pkttype: u8,
+    /// The interface it was seen on.
+    pub ifindex: u32,
+    /// The VLAN tag (TPID, TCI) the kernel carried out of band, taken from
+    /// PACKET_AUXDATA (when the socket asked for it): the frame in the
+    /// buffer is without it.
+    pub vlan: Option<(u16, u16)>,
+}
+
+/// Receives one frame (recvmsg(2) with `flags`, and MSG_TRUNC) on a packet
+/// socket into `buf`. A frame larger than `buf` is an error.
+pub fn recv_packet(fd: BorrowedFd<'_>, buf: &mut [u8], flags: libc::c_int) -> io::Result<Received> {
     // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     let mut control = [0u64; 16];
@@ -1040,9 +1078,6 @@ fn recv_frame(
             ),
         ));
     }
-    if addr.sll_pkttype != libc::PACKET_OUTGOING || addr.sll_ifindex as u32 != ifindex {
-        return Ok(None);
-    }
     let mut vlan = None;
     // SAFETY: walking the control messages the kernel wrote into `msg`.
     let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
@@ -1065,10 +1100,20 @@ fn recv_frame(
         // SAFETY: as above.
         cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
     }
-    let frame = &buf[..len];
-    Ok(Some(match vlan {
-        Some((tpid, tci)) if len >= 12 => {
-            let mut tagged = Vec::with_capacity(len + 4);
+    Ok(Received {
+        len,
+        pkttype: addr.sll_pkttype,
+        ifindex: addr.sll_ifindex as u32,
+        vlan,
+    })
+}
+
+/// `frame` as on the wire: with `vlan` (TPID, TCI), a tag the kernel
+/// carried out of band, put back after the MAC addresses.
+pub fn with_vlan_tag(frame: &[u8], vlan: Option<(u16, u16)>) -> Vec<u8> {
+    match vlan {
+        Some((tpid, tci)) if frame.len() >= 12 => {
+            let mut tagged = Vec::with_capacity(frame.len() + 4);
             tagged.extend_from_slice(&frame[..12]);
             tagged.extend_from_slice(&tpid.to_be_bytes());
             tagged.extend_from_slice(&tci.to_be_bytes());
@@ -1076,5 +1121,5 @@ fn recv_frame(
             tagged
         }
         _ => frame.to_vec(),
-    }))
+    }
 }

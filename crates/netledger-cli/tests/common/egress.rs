@@ -13,16 +13,15 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io::{self, BufRead, BufReader, Read};
-use std::mem::size_of;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use netledger_lab::netns::{self, Ipv6Mode, NetNs, Veth};
+use netledger_lab::netns::{self, setsockopt, Ipv6Mode, NetNs, Veth};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_netledger");
 
@@ -442,24 +441,6 @@ pub struct PeerCapture {
 /// The frames a capture took, and how many the kernel dropped.
 type Captured = (Vec<Frame>, u32);
 
-fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, value: &T, what: &str) -> io::Result<()> {
-    // SAFETY: `value` is a live T and its size is passed along.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("setsockopt({what}): {e}")));
-    }
-    Ok(())
-}
-
 impl PeerCapture {
     #[track_caller]
     pub fn start(ns: &NetNs, iface: &str, vnet: bool) -> PeerCapture {
@@ -471,18 +452,10 @@ impl PeerCapture {
                 if ifindex == 0 {
                     return Err(io::Error::last_os_error());
                 }
-                // SAFETY: plain socket(2); owned right after.
-                let raw = unsafe {
-                    libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)
-                };
-                if raw < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // SAFETY: a fresh descriptor nobody else owns.
-                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                let fd = netns::packet_socket()?;
                 let buf: libc::c_int = 64 << 20;
                 setsockopt(
-                    &fd,
+                    fd.as_fd(),
                     libc::SOL_SOCKET,
                     libc::SO_RCVBUFFORCE,
                     &buf,
@@ -520,7 +493,7 @@ impl PeerCapture {
                     filter: filter.as_mut_ptr(),
                 };
                 setsockopt(
-                    &fd,
+                    fd.as_fd(),
                     libc::SOL_SOCKET,
                     libc::SO_ATTACH_FILTER,
                     &prog,
@@ -528,7 +501,7 @@ impl PeerCapture {
                 )?;
                 let one: libc::c_int = 1;
                 setsockopt(
-                    &fd,
+                    fd.as_fd(),
                     libc::SOL_PACKET,
                     libc::PACKET_AUXDATA,
                     &one,
@@ -536,7 +509,7 @@ impl PeerCapture {
                 )?;
                 if vnet {
                     setsockopt(
-                        &fd,
+                        fd.as_fd(),
                         libc::SOL_PACKET,
                         libc::PACKET_VNET_HDR,
                         &one,
@@ -547,23 +520,14 @@ impl PeerCapture {
                     tv_sec: 0,
                     tv_usec: 50_000,
                 };
-                setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv, "SO_RCVTIMEO")?;
-                // SAFETY: sockaddr_ll is plain data.
-                let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-                sll.sll_family = libc::AF_PACKET as u16;
-                sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-                sll.sll_ifindex = ifindex as i32;
-                // SAFETY: a valid sockaddr_ll of the size given.
-                let r = unsafe {
-                    libc::bind(
-                        fd.as_raw_fd(),
-                        (&sll as *const libc::sockaddr_ll).cast(),
-                        size_of::<libc::sockaddr_ll>() as u32,
-                    )
-                };
-                if r != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                setsockopt(
+                    fd.as_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    &tv,
+                    "SO_RCVTIMEO",
+                )?;
+                netns::bind_packet(fd.as_fd(), ifindex, libc::ETH_P_ALL as u16, iface)?;
                 Ok(fd)
             })
             .unwrap_or_else(|e| panic!("capturing on {iface}: {e}"));
@@ -621,91 +585,32 @@ fn capture_loop(fd: OwnedFd, vnet: bool, stop: &AtomicBool) -> io::Result<Captur
                 break;
             }
         }
-        let mut control = [0u64; 16];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: msghdr is plain data.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        let flags = libc::MSG_TRUNC | if stopping { libc::MSG_DONTWAIT } else { 0 };
-        // SAFETY: every pointer in msg is valid for the lengths given.
-        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
+        let flags = if stopping { libc::MSG_DONTWAIT } else { 0 };
+        let got = match netns::recv_packet(fd.as_fd(), &mut buf, flags) {
+            Ok(got) => got,
+            Err(e) => match e.raw_os_error() {
                 Some(libc::EAGAIN) if stopping => break,
                 Some(libc::EAGAIN | libc::EINTR | libc::ENETDOWN) => continue,
                 _ => return Err(e),
-            }
-        }
-        let n = n as usize;
-        if n > buf.len() {
-            return Err(io::Error::other(format!("a {n}-byte frame overflowed")));
-        }
-        let mut vlan = None;
-        // SAFETY: walking the control messages the kernel wrote into msg.
-        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-        while !cmsg.is_null() {
-            // SAFETY: non-null cmsg pointers point into `control`.
-            let hdr = unsafe { &*cmsg };
-            if hdr.cmsg_level == libc::SOL_PACKET && hdr.cmsg_type == libc::PACKET_AUXDATA {
-                // SAFETY: PACKET_AUXDATA carries a tpacket_auxdata.
-                let aux: libc::tpacket_auxdata =
-                    unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
-                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
-                    let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
-                        aux.tp_vlan_tpid
-                    } else {
-                        libc::ETH_P_8021Q as u16
-                    };
-                    vlan = Some((tpid, aux.tp_vlan_tci));
-                }
-            }
-            // SAFETY: as above.
-            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-        }
+            },
+        };
         let (gso_size, data) = if vnet {
             let h = &buf[..VNET_HDR_LEN];
             let gso_type = h[1] & 0x7f;
             let size = u16::from_ne_bytes([h[4], h[5]]);
-            (if gso_type == 0 { 0 } else { size }, &buf[VNET_HDR_LEN..n])
+            (
+                if gso_type == 0 { 0 } else { size },
+                &buf[VNET_HDR_LEN..got.len],
+            )
         } else {
-            (0, &buf[..n])
+            (0, &buf[..got.len])
         };
-        let data = match vlan {
-            Some((tpid, tci)) => {
-                let mut t = data[..12].to_vec();
-                t.extend_from_slice(&tpid.to_be_bytes());
-                t.extend_from_slice(&tci.to_be_bytes());
-                t.extend_from_slice(&data[12..]);
-                t
-            }
-            None => data.to_vec(),
-        };
-        frames.push(Frame { data, gso_size });
+        frames.push(Frame {
+            data: netns::with_vlan_tag(data, got.vlan),
+            gso_size,
+        });
     }
-    // SAFETY: tpacket_stats is plain data.
-    let mut stats: libc::tpacket_stats = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
-    // SAFETY: `stats` is writable for `len` bytes.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_STATISTICS,
-            (&mut stats as *mut libc::tpacket_stats).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((frames, stats.tp_drops))
+    Ok((frames, netns::packet_drops(fd.as_fd())?))
 }
 
 /// What a frame is: its flow key (None for a frame that is not IP), and
@@ -941,19 +846,17 @@ impl Foreign {
     /// Attach to tcx `point` (BPF_TCX_INGRESS/EGRESS) of `iface` in `ns`,
     /// after whatever runs there.
     pub fn attach(&self, ns: &NetNs, iface: &str, point: u32) -> io::Result<()> {
-        let fd = self.prog.as_raw_fd() as u32;
-        let ifindex = ifindex_in(ns, iface);
-        ns.run(move || {
-            let mut a = [0u8; 32];
-            put32(&mut a, 0, ifindex);
-            put32(&mut a, 4, fd);
-            put32(&mut a, 8, point);
-            bpf(BPF_PROG_ATTACH, &mut a).map(drop)
-        })
+        self.at_point(BPF_PROG_ATTACH, ns, iface, point)
     }
 
     /// Detach it from tcx `point` of `iface` in `ns`.
     pub fn detach(&self, ns: &NetNs, iface: &str, point: u32) -> io::Result<()> {
+        self.at_point(BPF_PROG_DETACH, ns, iface, point)
+    }
+
+    /// BPF_PROG_ATTACH or BPF_PROG_DETACH (`cmd`) of it at tcx `point` of
+    /// `iface` in `ns`.
+    fn at_point(&self, cmd: i64, ns: &NetNs, iface: &str, point: u32) -> io::Result<()> {
         let fd = self.prog.as_raw_fd() as u32;
         let ifindex = ifindex_in(ns, iface);
         ns.run(move || {
@@ -961,7 +864,7 @@ impl Foreign {
             put32(&mut a, 0, ifindex);
             put32(&mut a, 4, fd);
             put32(&mut a, 8, point);
-            bpf(BPF_PROG_DETACH, &mut a).map(drop)
+            bpf(cmd, &mut a).map(drop)
         })
     }
 
