@@ -29,7 +29,7 @@ mod common;
 use std::time::Duration;
 
 use common::serial;
-use netledger::{Bucket, FlowKey, Ledger, LedgerConfig, Strategy};
+use netledger::{Bucket, Buckets, FlowKey, Ledger, LedgerConfig, Strategy};
 use netledger_lab::harness::{
     CutOut, Flow, Harness, NaiveLedger, NaiveReset, Pace, Report, Target,
 };
@@ -42,6 +42,55 @@ fn two_cpus() -> [usize; 2] {
 
 /// Writers stop starting calls after this; a run that hits it fails.
 const DEADLINE: Duration = Duration::from_secs(150);
+
+/// A harness of `keys` keys, writers pinned to `cpus` sending
+/// `packets_per_writer` packets in calls of `repeat`, failing at the
+/// deadline.
+fn harness(keys: usize, cpus: &[usize], packets_per_writer: u64, repeat: u32) -> Harness {
+    let mut h = Harness::new(keys, cpus, packets_per_writer);
+    h.repeat = repeat;
+    h.deadline = DEADLINE;
+    h
+}
+
+/// Run `h` against `target` and print its report.
+fn run(h: &Harness, target: &impl Target) -> Report {
+    let r = h.run(target).expect("harness run");
+    eprintln!("{r}");
+    r
+}
+
+/// Print the summary of a run in which keys are evicted; its buckets.
+fn eviction_summary(r: &Report) -> Buckets {
+    let b = r.buckets.expect("a ledger reports buckets");
+    eprintln!(
+        "summary: {} packets, {} cuts while writing, evicted {}, reroutes {}, evict_race {}, lost {}, duplicated {}, writers {:.2} s",
+        r.sent().packets,
+        r.cuts_during(),
+        b.evicted,
+        b.reroutes,
+        r.evict_race(),
+        r.lost(),
+        r.duplicated(),
+        r.writers_took.as_secs_f64()
+    );
+    b
+}
+
+/// Packets that met their key evicted twice over land in evict_race: not
+/// attributable to a key, but still accounted for. Everything else exact.
+fn assert_accounted_but_evict_race(r: &Report, b: &Buckets) {
+    assert!(r.completed(), "{r}");
+    assert_eq!(r.duplicated(), 0, "{r}");
+    assert_eq!(r.incoherent_records(), 0, "{r}");
+    assert_eq!(r.unconserved_intervals, 0, "{r}");
+    assert_eq!(
+        r.lost(),
+        r.evict_race(),
+        "lost packets are exactly evict_race:\n{r}"
+    );
+    assert_eq!(b.get(Bucket::Seen), r.sent(), "{r}");
+}
 
 /// Every key exact, every record coherent, every interval conserved.
 fn assert_exact(r: &Report) {
@@ -75,15 +124,16 @@ fn assert_exact(r: &Report) {
     assert!(r.exact(), "{r}");
 }
 
-/// 2 writers x 10 M packets over 4 keys, continuous cuts.
-fn exact_under_continuous_cuts(cfg: LedgerConfig) -> Report {
+/// 2 writers x 10 M packets over 4 keys, continuous cuts, on a ledger of
+/// `strategy` otherwise configured by default.
+fn exact_under_continuous_cuts(strategy: Strategy) -> Report {
     let cpus = two_cpus();
-    let ledger = Ledger::load(cfg).expect("load (needs root)");
-    let mut h = Harness::new(4, &cpus, 10_000_000);
-    h.repeat = 500_000;
-    h.deadline = DEADLINE;
-    let r = h.run(&ledger).expect("harness run");
-    eprintln!("{r}");
+    let ledger = Ledger::load(LedgerConfig {
+        strategy,
+        ..Default::default()
+    })
+    .expect("load (needs root)");
+    let r = run(&harness(4, &cpus, 10_000_000, 500_000), &ledger);
     assert!(r.sent().packets >= 20_000_000, "{r}");
     // The cuts must have overlapped the writers, and taken their packets.
     let busy = r
@@ -111,20 +161,14 @@ fn exact_under_continuous_cuts(cfg: LedgerConfig) -> Report {
 #[test]
 fn lock_loses_nothing_under_continuous_cuts() {
     let _serial = serial();
-    let r = exact_under_continuous_cuts(LedgerConfig {
-        strategy: Strategy::Lock,
-        ..Default::default()
-    });
+    let r = exact_under_continuous_cuts(Strategy::Lock);
     assert_eq!(r.evict_race(), 0, "no eviction without idle_cuts:\n{r}");
 }
 
 #[test]
 fn swap_loses_nothing_under_continuous_cuts() {
     let _serial = serial();
-    let r = exact_under_continuous_cuts(LedgerConfig {
-        strategy: Strategy::Swap,
-        ..Default::default()
-    });
+    let r = exact_under_continuous_cuts(Strategy::Swap);
     // A swap cut is one snapshot of every key and the buckets: each
     // interval's records add up to its `counted` bucket exactly.
     assert_eq!(
@@ -146,23 +190,8 @@ fn lock_loses_nothing_while_keys_are_evicted_and_recreated() {
     // 16 keys, one per call, short calls: at any moment two keys are hot
     // and the other fourteen go idle, are evicted by the next cut, and are
     // re-created when a writer comes back to them.
-    let mut h = Harness::new(16, &cpus, 5_000_000);
-    h.repeat = 100_000;
-    h.deadline = DEADLINE;
-    let r = h.run(&ledger).expect("harness run");
-    eprintln!("{r}");
-    let b = r.buckets.expect("a ledger reports buckets");
-    eprintln!(
-        "summary: {} packets, {} cuts while writing, evicted {}, reroutes {}, evict_race {}, lost {}, duplicated {}, writers {:.2} s",
-        r.sent().packets,
-        r.cuts_during(),
-        b.evicted,
-        b.reroutes,
-        r.evict_race(),
-        r.lost(),
-        r.duplicated(),
-        r.writers_took.as_secs_f64()
-    );
+    let r = run(&harness(16, &cpus, 5_000_000, 100_000), &ledger);
+    let b = eviction_summary(&r);
     assert!(
         b.evicted > 0,
         "no key was evicted: the test did not exercise eviction:\n{r}"
@@ -170,18 +199,7 @@ fn lock_loses_nothing_while_keys_are_evicted_and_recreated() {
     if r.evict_race() == 0 {
         assert_exact(&r);
     } else {
-        // Packets that met their key evicted twice over land in evict_race:
-        // not attributable to a key, but still accounted for.
-        assert!(r.completed(), "{r}");
-        assert_eq!(r.duplicated(), 0, "{r}");
-        assert_eq!(r.incoherent_records(), 0, "{r}");
-        assert_eq!(r.unconserved_intervals, 0, "{r}");
-        assert_eq!(
-            r.lost(),
-            r.evict_race(),
-            "lost packets are exactly evict_race:\n{r}"
-        );
-        assert_eq!(b.get(Bucket::Seen), r.sent(), "{r}");
+        assert_accounted_but_evict_race(&r, &b);
     }
 }
 
@@ -222,26 +240,12 @@ fn lock_loses_nothing_when_keys_are_evicted_under_writers() {
     .expect("load (needs root)");
     // Few hot keys, long calls, and every cut evicting every key: the
     // writers hit each key while it is being unlinked and tombstoned.
-    let mut h = Harness::new(2, &cpus, 10_000_000);
-    h.repeat = 500_000;
-    h.deadline = DEADLINE;
+    let mut h = harness(2, &cpus, 10_000_000, 500_000);
     // Paced, so that a cut never runs again before the writers have put
     // their keys back (each test run starts after a grace period's pause).
     h.pace = Pace::Every(Duration::from_millis(40));
-    let r = h.run(&EvictEveryCut(ledger)).expect("harness run");
-    eprintln!("{r}");
-    let b = r.buckets.expect("a ledger reports buckets");
-    eprintln!(
-        "summary: {} packets, {} cuts while writing, evicted {}, reroutes {}, evict_race {}, lost {}, duplicated {}, writers {:.2} s",
-        r.sent().packets,
-        r.cuts_during(),
-        b.evicted,
-        b.reroutes,
-        r.evict_race(),
-        r.lost(),
-        r.duplicated(),
-        r.writers_took.as_secs_f64()
-    );
+    let r = run(&h, &EvictEveryCut(ledger));
+    let b = eviction_summary(&r);
     // Both keys are hot throughout, so every eviction races their writers:
     // a writer that looks the key up after the unlink inserts a new slot
     // while the exchange is still tombstoning the old one. (A writer that
@@ -252,28 +256,14 @@ fn lock_loses_nothing_when_keys_are_evicted_under_writers() {
         b.evicted as usize >= r.cuts_during(),
         "hot keys must be evicted at (nearly) every cut:\n{r}"
     );
-    assert!(r.completed(), "{r}");
-    assert_eq!(r.duplicated(), 0, "{r}");
-    assert_eq!(r.incoherent_records(), 0, "{r}");
-    assert_eq!(r.unconserved_intervals, 0, "{r}");
-    // What met its key evicted twice over is in evict_race, still accounted.
-    assert_eq!(
-        r.lost(),
-        r.evict_race(),
-        "lost packets are exactly evict_race:\n{r}"
-    );
-    assert_eq!(b.get(Bucket::Seen), r.sent(), "{r}");
+    assert_accounted_but_evict_race(&r, &b);
 }
 
 /// The naive baseline under the same harness: it must lose packets.
 fn naive_loses(method: NaiveReset) -> Report {
     let cpus = two_cpus();
     let naive = NaiveLedger::load(method).expect("load (needs root)");
-    let mut h = Harness::new(4, &cpus, 3_000_000);
-    h.repeat = 200_000;
-    h.deadline = DEADLINE;
-    let r = h.run(&naive).expect("harness run");
-    eprintln!("{r}");
+    let r = run(&harness(4, &cpus, 3_000_000, 200_000), &naive);
     eprintln!(
         "summary: {}: {} packets, {} cuts while writing, lost {} (loss rate {:.4}%), duplicated {}, incoherent records {}, writers {:.2} s",
         method.name(),

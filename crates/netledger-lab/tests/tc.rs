@@ -27,6 +27,19 @@ use netledger::{Bucket, Buckets, Count, Hook, Interval, Ledger, LedgerConfig, St
 use common::frames::*;
 use common::{MAC_DST, MAC_SRC};
 
+/// One `#[test]` per case, each calling `$check` with its arguments (the
+/// hook, the strategy): `tests! { check: name(args); ... }`.
+macro_rules! tests {
+    ($check:ident: $($name:ident($($arg:expr),*);)+) => {
+        $(
+            #[test]
+            fn $name() {
+                $check($($arg),*);
+            }
+        )+
+    };
+}
+
 /// What a tc program returns to let the next program (or the default
 /// action) decide: TC_ACT_UNSPEC (-1), which tcx reads as "next".
 const TC_ACT_UNSPEC: u32 = u32::MAX;
@@ -329,24 +342,12 @@ fn check_catalog(hook: Hook, strategy: Strategy) {
     rig.check_totals();
 }
 
-#[test]
-fn catalog_at_tc_ingress_lock() {
-    check_catalog(Hook::TcIngress, Strategy::Lock);
-}
-
-#[test]
-fn catalog_at_tc_ingress_swap() {
-    check_catalog(Hook::TcIngress, Strategy::Swap);
-}
-
-#[test]
-fn catalog_at_tc_egress_lock() {
-    check_catalog(Hook::TcEgress, Strategy::Lock);
-}
-
-#[test]
-fn catalog_at_tc_egress_swap() {
-    check_catalog(Hook::TcEgress, Strategy::Swap);
+tests! {
+    check_catalog:
+    catalog_at_tc_ingress_lock(Hook::TcIngress, Strategy::Lock);
+    catalog_at_tc_ingress_swap(Hook::TcIngress, Strategy::Swap);
+    catalog_at_tc_egress_lock(Hook::TcEgress, Strategy::Lock);
+    catalog_at_tc_egress_swap(Hook::TcEgress, Strategy::Swap);
 }
 
 // ---------------------------------------------------------------------------
@@ -522,11 +523,36 @@ fn gso_packets() -> Vec<GsoPacket> {
     out
 }
 
-/// What the kernel puts in `wire_len` for a GSO packet at egress
-/// (`qdisc_pkt_len_init`): its length plus the headers of every segment
-/// but the first.
-fn kernel_wire_len(frame: &[u8], hdr: usize, segs: u32) -> u32 {
-    (frame.len() + (segs as usize - 1) * hdr) as u32
+impl GsoPacket {
+    /// What the kernel puts in `wire_len` for it at egress
+    /// (`qdisc_pkt_len_init`): its length plus the headers of every segment
+    /// but the first.
+    fn kernel_wire_len(&self) -> u32 {
+        (self.frame.len() + (self.segs as usize - 1) * self.hdr) as u32
+    }
+
+    /// `repeat` test runs of it with `gso_segs` and `wire_len` in the skb
+    /// context, each adding its `segs` frames and `bytes` to its flow (and
+    /// those bytes less every segment's L2 header to the IP bytes).
+    fn run(&self, gso_segs: u32, wire_len: u32, repeat: u32, bytes: u64) -> Run<'_> {
+        let r = u64::from(repeat);
+        let segs = u64::from(self.segs);
+        Run {
+            frame: &self.frame,
+            ctx: Some(SkbContext {
+                gso_segs,
+                gso_size: self.size,
+                wire_len,
+            }),
+            repeat,
+            expect: Expect::Flow(self.want),
+            add: Count {
+                packets: r * segs,
+                bytes: r * bytes,
+            },
+            ip_bytes: r * (bytes - segs * self.l2 as u64),
+        }
+    }
 }
 
 /// At egress a GSO packet is `gso_segs` frames of `wire_len` bytes in all:
@@ -534,39 +560,15 @@ fn kernel_wire_len(frame: &[u8], hdr: usize, segs: u32) -> u32 {
 /// what the parse would compute, as for headers the parse does not see).
 fn check_gso_egress(strategy: Strategy) {
     let mut rig = Rig::new(Hook::TcEgress, strategy);
-    for GsoPacket {
-        what,
-        frame,
-        hdr,
-        l2,
-        segs,
-        size,
-        want: w,
-    } in gso_packets()
-    {
-        let wire = kernel_wire_len(&frame, hdr, segs);
-        for (wire_len, repeat) in [(wire, 1u32), (wire, 3), (wire + 50 * segs, 2)] {
-            let r = u64::from(repeat);
-            let (segs64, l2_64) = (u64::from(segs), l2 as u64);
+    for p in gso_packets() {
+        let wire = p.kernel_wire_len();
+        for (wire_len, repeat) in [(wire, 1u32), (wire, 3), (wire + 50 * p.segs, 2)] {
             eprintln!(
-                "egress {strategy}: {what}: {} B skb, wire_len {wire_len}",
-                frame.len()
+                "egress {strategy}: {}: {} B skb, wire_len {wire_len}",
+                p.what,
+                p.frame.len()
             );
-            rig.run(Run {
-                frame: &frame,
-                ctx: Some(SkbContext {
-                    gso_segs: segs,
-                    gso_size: size,
-                    wire_len,
-                }),
-                repeat,
-                expect: Expect::Flow(w),
-                add: Count {
-                    packets: r * segs64,
-                    bytes: r * u64::from(wire_len),
-                },
-                ip_bytes: r * (u64::from(wire_len) - segs64 * l2_64),
-            });
+            rig.run(p.run(p.segs, wire_len, repeat, u64::from(wire_len)));
         }
     }
     rig.check_totals();
@@ -578,67 +580,41 @@ fn check_gso_egress(strategy: Strategy) {
 /// value in it changes nothing.
 fn check_gso_ingress(strategy: Strategy) {
     let mut rig = Rig::new(Hook::TcIngress, strategy);
-    for GsoPacket {
-        what,
-        frame,
-        hdr,
-        l2,
-        segs,
-        size,
-        want: w,
-    } in gso_packets()
-    {
-        let wire = kernel_wire_len(&frame, hdr, segs);
-        let (segs64, l2_64) = (u64::from(segs), l2 as u64);
+    for p in gso_packets() {
+        let wire = p.kernel_wire_len();
         let bytes = u64::from(wire);
         // The same as segmenting the packet: each segment its headers plus
         // its share of the payload.
-        let payload = (frame.len() - hdr) as u64;
-        assert_eq!(bytes, segs64 * hdr as u64 + payload, "{what}");
-        for (wire_len, repeat) in [(0, 1u32), (0, 2), (wire + 999, 1), (frame.len() as u32, 1)] {
-            let r = u64::from(repeat);
+        let payload = (p.frame.len() - p.hdr) as u64;
+        assert_eq!(
+            bytes,
+            u64::from(p.segs) * p.hdr as u64 + payload,
+            "{}",
+            p.what
+        );
+        let skb_len = p.frame.len() as u32;
+        for (wire_len, repeat) in [(0, 1u32), (0, 2), (wire + 999, 1), (skb_len, 1)] {
             eprintln!(
-                "ingress {strategy}: {what}: {} B skb, wire_len {wire_len}",
-                frame.len()
+                "ingress {strategy}: {}: {} B skb, wire_len {wire_len}",
+                p.what,
+                p.frame.len()
             );
-            rig.run(Run {
-                frame: &frame,
-                ctx: Some(SkbContext {
-                    gso_segs: segs,
-                    gso_size: size,
-                    wire_len,
-                }),
-                repeat,
-                expect: Expect::Flow(w),
-                add: Count {
-                    packets: r * segs64,
-                    bytes: r * bytes,
-                },
-                ip_bytes: r * (bytes - segs64 * l2_64),
-            });
+            rig.run(p.run(p.segs, wire_len, repeat, bytes));
         }
     }
     rig.check_totals();
 }
 
-#[test]
-fn gso_at_egress_counts_segments_and_wire_len_lock() {
-    check_gso_egress(Strategy::Lock);
+tests! {
+    check_gso_egress:
+    gso_at_egress_counts_segments_and_wire_len_lock(Strategy::Lock);
+    gso_at_egress_counts_segments_and_wire_len_swap(Strategy::Swap);
 }
 
-#[test]
-fn gso_at_egress_counts_segments_and_wire_len_swap() {
-    check_gso_egress(Strategy::Swap);
-}
-
-#[test]
-fn gso_at_ingress_counts_segments_and_their_headers_lock() {
-    check_gso_ingress(Strategy::Lock);
-}
-
-#[test]
-fn gso_at_ingress_counts_segments_and_their_headers_swap() {
-    check_gso_ingress(Strategy::Swap);
+tests! {
+    check_gso_ingress:
+    gso_at_ingress_counts_segments_and_their_headers_lock(Strategy::Lock);
+    gso_at_ingress_counts_segments_and_their_headers_swap(Strategy::Swap);
 }
 
 /// One segment (gso_segs 1, or an skb that is not GSO at all) is one
@@ -701,58 +677,22 @@ fn single_segments_and_unparsed_gso_packets() {
 /// gso_size) wire frames, at either hook.
 fn check_gso_without_a_segment_count(hook: Hook, strategy: Strategy) {
     let mut rig = Rig::new(hook, strategy);
-    for GsoPacket {
-        what,
-        frame,
-        hdr,
-        l2,
-        segs,
-        size,
-        want: w,
-    } in gso_packets()
-    {
-        let wire = kernel_wire_len(&frame, hdr, segs);
-        let (segs64, l2_64) = (u64::from(segs), l2 as u64);
-        eprintln!("{hook:?} {strategy}: {what} without gso_segs");
-        rig.run(Run {
-            frame: &frame,
-            ctx: Some(SkbContext {
-                gso_segs: 0,
-                gso_size: size,
-                // What the kernel works out at egress; the skb's length
-                // at ingress.
-                wire_len: if hook == Hook::TcEgress { wire } else { 0 },
-            }),
-            repeat: 2,
-            expect: Expect::Flow(w),
-            add: Count {
-                packets: 2 * segs64,
-                bytes: 2 * u64::from(wire),
-            },
-            ip_bytes: 2 * (u64::from(wire) - segs64 * l2_64),
-        });
+    for p in gso_packets() {
+        let wire = p.kernel_wire_len();
+        eprintln!("{hook:?} {strategy}: {} without gso_segs", p.what);
+        // What the kernel works out at egress; the skb's length at ingress.
+        let wire_len = if hook == Hook::TcEgress { wire } else { 0 };
+        rig.run(p.run(0, wire_len, 2, u64::from(wire)));
     }
     rig.check_totals();
 }
 
-#[test]
-fn unvetted_gso_at_egress_lock() {
-    check_gso_without_a_segment_count(Hook::TcEgress, Strategy::Lock);
-}
-
-#[test]
-fn unvetted_gso_at_egress_swap() {
-    check_gso_without_a_segment_count(Hook::TcEgress, Strategy::Swap);
-}
-
-#[test]
-fn unvetted_gso_at_ingress_lock() {
-    check_gso_without_a_segment_count(Hook::TcIngress, Strategy::Lock);
-}
-
-#[test]
-fn unvetted_gso_at_ingress_swap() {
-    check_gso_without_a_segment_count(Hook::TcIngress, Strategy::Swap);
+tests! {
+    check_gso_without_a_segment_count:
+    unvetted_gso_at_egress_lock(Hook::TcEgress, Strategy::Lock);
+    unvetted_gso_at_egress_swap(Hook::TcEgress, Strategy::Swap);
+    unvetted_gso_at_ingress_lock(Hook::TcIngress, Strategy::Lock);
+    unvetted_gso_at_ingress_swap(Hook::TcIngress, Strategy::Swap);
 }
 
 #[test]
