@@ -2,12 +2,14 @@
 //! not part of it. The netns/veth testbed and raw sockets ([`netns`]), the
 //! conservation harness ([`harness`]), the naive baselines ([`naive`]), the
 //! reference programs of `bench.bpf.c` ([`EmptyProgram`] and the loader the
-//! others share) and the benchmark ([`bench`]).
+//! others share), the benchmark ([`bench`]) and the real consumers of the
+//! exports as the tests start them ([`consumers`]).
 //!
 //! The lab reaches into the library only through its public API and its
 //! `lab` feature (`netledger::lab`); its own errors are `anyhow` errors.
 
 pub mod bench;
+pub mod consumers;
 pub mod fuzz;
 pub mod harness;
 pub mod naive;

@@ -10,6 +10,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -118,6 +119,20 @@ fn many_flows(start_ms: u64, n: u32) -> Vec<FlowRecord> {
         .collect()
 }
 
+/// Lets the last datagrams arrive and stops nfcapd (it then flushes its
+/// file); returns its output and the flows nfdump reads back, as lines.
+fn collected(nfcapd: &mut Proc, dir: &Path) -> (String, BTreeMap<String, usize>) {
+    sleep(Duration::from_millis(300));
+    nfcapd.stop();
+    let got = multiset(nfdump_json(dir).iter().map(nfdump_line));
+    (nfcapd.output(), got)
+}
+
+/// The lines nfdump should show for `flows`.
+fn expected(flows: &[FlowRecord]) -> BTreeMap<String, usize> {
+    multiset(flows.iter().map(expected_line))
+}
+
 fn stats_line(log: &str) -> String {
     log.lines()
         .find(|l| l.contains("Sequence Errors"))
@@ -128,8 +143,8 @@ fn stats_line(log: &str) -> String {
 #[test]
 fn nfcapd_decodes_flows_split_over_many_messages() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_udp_port();
-    let mut nfcapd = start_nfcapd(dir.path(), port);
+    let port = free_udp_port(None);
+    let mut nfcapd = start_nfcapd(None, dir.path(), port);
     // A small MTU forces sets to be split over many messages.
     let mut ex = exporter(port, 300);
     let start = now_ms() - 60_000;
@@ -140,15 +155,8 @@ fn nfcapd_decodes_flows_split_over_many_messages() {
         assert_eq!(r.sent_records, chunk.len() as u64, "{:?}", r.errors);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
     }
-    sleep(Duration::from_millis(300));
-    nfcapd.stop();
-    let log = nfcapd.log();
-    let got = nfdump_json(dir.path());
-    assert_eq!(
-        multiset(got.iter().map(nfdump_line)),
-        multiset(all.iter().map(expected_line)),
-        "nfcapd log:\n{log}"
-    );
+    let (log, got) = collected(&mut nfcapd, dir.path());
+    assert_eq!(got, expected(&all), "nfcapd log:\n{log}");
     // nfcapd checks the header sequence numbers against the flows it decoded.
     assert!(
         stats_line(&log).contains(&format!("Flows: {}", all.len()))
@@ -160,8 +168,8 @@ fn nfcapd_decodes_flows_split_over_many_messages() {
 #[test]
 fn nfcapd_decodes_flows_next_to_bucket_options_records() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_udp_port();
-    let mut nfcapd = start_nfcapd(dir.path(), port);
+    let port = free_udp_port(None);
+    let mut nfcapd = start_nfcapd(None, dir.path(), port);
     let mut ex = exporter(port, 1400);
     let start = now_ms() - 30_000;
     let flows = sample_flows(start);
@@ -174,16 +182,9 @@ fn nfcapd_decodes_flows_next_to_bucket_options_records() {
     );
     let r2 = ex.export(&flows[3..], &[sample_buckets(Direction::In, 2, start)]);
     assert_eq!((r1.sent_records, r2.sent_records), (5, 5));
-    sleep(Duration::from_millis(300));
-    nfcapd.stop();
-    let log = nfcapd.log();
-    let got = nfdump_json(dir.path());
+    let (log, got) = collected(&mut nfcapd, dir.path());
     // Every flow, and nothing made up from the options records.
-    assert_eq!(
-        multiset(got.iter().map(nfdump_line)),
-        multiset(flows.iter().map(expected_line)),
-        "nfcapd log:\n{log}"
-    );
+    assert_eq!(got, expected(&flows), "nfcapd log:\n{log}");
     // nfcapd 1.7.1 ignores options templates it has no use for (it knows
     // sampling, interface and VRF names) and counts only flow records
     // against the sequence number, so the second message, whose sequence
@@ -199,7 +200,7 @@ fn nfcapd_decodes_flows_next_to_bucket_options_records() {
 #[test]
 fn nfcapd_started_late_decodes_records_after_template_refresh() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_udp_port();
+    let port = free_udp_port(None);
     let mut ex = Exporter::new(ExporterConfig {
         collectors: vec![format!("udp://127.0.0.1:{port}")],
         template_refresh: Duration::from_secs(60),
@@ -228,7 +229,7 @@ fn nfcapd_started_late_decodes_records_after_template_refresh() {
     let r = ex.export_at(t0, SystemTime::now(), &before, &[]);
     assert_eq!(r.sent_records, 7);
 
-    let mut nfcapd = start_nfcapd(dir.path(), port);
+    let mut nfcapd = start_nfcapd(None, dir.path(), port);
     // Within the refresh interval: data only, which the late collector
     // cannot decode.
     let r = ex.export_at(
@@ -246,13 +247,10 @@ fn nfcapd_started_late_decodes_records_after_template_refresh() {
         &[],
     );
     assert_eq!(r.sent_records, 7);
-    sleep(Duration::from_millis(300));
-    nfcapd.stop();
-    let log = nfcapd.log();
-    let got = nfdump_json(dir.path());
+    let (log, got) = collected(&mut nfcapd, dir.path());
     assert_eq!(
-        multiset(got.iter().map(nfdump_line)),
-        multiset(refreshed.iter().map(expected_line)),
+        got,
+        expected(&refreshed),
         "only the records after the refresh are decodable; nfcapd log:\n{log}"
     );
 }

@@ -13,7 +13,7 @@ use netledger_sinks::ipfix::{Direction, Exporter, ExporterConfig, IpfixError};
 
 #[test]
 fn tcp_collector_down_then_up() {
-    let port = free_tcp_port();
+    let port = free_tcp_port(None);
     let mut ex = Exporter::new(ExporterConfig {
         collectors: vec![format!("tcp://127.0.0.1:{port}")],
         observation_domain_id: 3,

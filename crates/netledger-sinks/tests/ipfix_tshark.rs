@@ -65,18 +65,8 @@ fn tshark_decodes_the_export_without_errors() {
     let control = UdpSocket::bind("127.0.0.1:0").expect("bind control");
     let control_port = control.local_addr().expect("addr").port();
 
-    let mut cmd = Command::new("tshark");
-    cmd.args([
-        "-i",
-        "lo",
-        "-f",
-        &format!("udp port {port} or udp port {control_port}"),
-        "-w",
-    ])
-    .arg(&pcap);
-    let mut tshark = ProcessGuard::spawn("tshark", &mut cmd, &dir.path().join("tshark.log"));
-    tshark.wait_for_log("Capturing on", Duration::from_secs(20));
-    sleep(Duration::from_millis(500));
+    let filter = format!("udp port {port} or udp port {control_port}");
+    let mut tshark = start_tshark(None, dir.path(), "lo", &filter, &pcap);
 
     let mut ex = Exporter::new(ExporterConfig {
         collectors: vec![format!("udp://127.0.0.1:{port}")],

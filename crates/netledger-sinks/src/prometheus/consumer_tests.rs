@@ -9,16 +9,15 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value as Json;
+use netledger_lab::consumers::{promtool_check_metrics, tool, Prometheus, INSTALL};
 
-use super::server::tests::{http_request, loopback_any_port};
+use super::server::tests::loopback_any_port;
 use super::{render, Family, Format, Histogram, MetricsServer};
 
 /// A sink name that needs every kind of escaping in a label value.
@@ -192,42 +191,6 @@ fn realistic_families(scale: f64) -> Vec<Family> {
     families
 }
 
-fn binary(env: &str, default: &str) -> PathBuf {
-    std::env::var_os(env).map_or_else(|| PathBuf::from(default), PathBuf::from)
-}
-
-fn missing(what: &str, env: &str, err: std::io::Error) -> String {
-    format!(
-        "cannot run {what}: {err}; install the Debian package prometheus (apt-get install -y prometheus) or set {env} to its path"
-    )
-}
-
-/// Runs `promtool check metrics` with `input` on stdin; returns whether it
-/// succeeded and everything it printed.
-fn promtool_check_metrics(input: &str) -> (bool, String) {
-    let mut child = Command::new(binary("PROMTOOL", "promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}", missing("promtool", "PROMTOOL", e)));
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let input = input.to_owned();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let output = child.wait_with_output().expect("promtool ran");
-    writer
-        .join()
-        .expect("writer thread")
-        .expect("promtool read its input");
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), printed)
-}
-
 #[test]
 fn promtool_check_metrics_is_clean_on_the_text_rendering() {
     let text = render(&realistic_families(1.0), Format::Text).expect("valid set");
@@ -269,12 +232,12 @@ fn promtool_imports_the_openmetrics_rendering() {
     let input = dir.path().join("metrics.om");
     std::fs::write(&input, &stamped).expect("write input");
     let blocks = dir.path().join("blocks");
-    let output = Command::new(binary("PROMTOOL", "promtool"))
+    let output = Command::new(tool("promtool"))
         .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
         .arg(&input)
         .arg(&blocks)
         .output()
-        .unwrap_or_else(|e| panic!("{}", missing("promtool", "PROMTOOL", e)));
+        .unwrap_or_else(|e| panic!("cannot run promtool: {e}; {INSTALL}"));
     assert!(
         output.status.success(),
         "promtool refused the OpenMetrics rendering:\n{}{}\n--- input ---\n{stamped}",
@@ -284,7 +247,7 @@ fn promtool_imports_the_openmetrics_rendering() {
 
     // `tsdb dump` wants the directory layout of a server; an empty WAL will do.
     std::fs::create_dir_all(blocks.join("wal")).expect("create wal dir");
-    let dump = Command::new(binary("PROMTOOL", "promtool"))
+    let dump = Command::new(tool("promtool"))
         .args(["tsdb", "dump"])
         .arg(&blocks)
         .output()
@@ -308,166 +271,6 @@ fn promtool_imports_the_openmetrics_rendering() {
             dump.lines().any(|l| l == expected),
             "missing {expected}\n{dump}"
         );
-    }
-}
-
-/// Percent-encodes a PromQL query for a URL.
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn free_loopback_port() -> u16 {
-    let listener = TcpListener::bind(loopback_any_port()).expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
-}
-
-/// A Prometheus server in a temp dir, stopped by pid with SIGTERM when
-/// dropped, whatever the test's outcome.
-struct PrometheusProcess {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-    // Removed after the process has stopped (fields drop after `drop`).
-    _dir: tempfile::TempDir,
-}
-
-impl PrometheusProcess {
-    fn start(config: &str) -> PrometheusProcess {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).expect("write config");
-        let data = dir.path().join("data");
-        let log = dir.path().join("prometheus.log");
-        let log_file = std::fs::File::create(&log).expect("create log");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_loopback_port())
-            .parse()
-            .expect("valid address");
-        let child = Command::new(binary("PROMETHEUS", "prometheus"))
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone log handle"))
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}", missing("prometheus", "PROMETHEUS", e)));
-        let mut prometheus = PrometheusProcess {
-            child,
-            addr,
-            log,
-            _dir: dir,
-        };
-        prometheus.wait_ready();
-        prometheus
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("prometheus exited with {status}:\n{}", self.log_text());
-            }
-            let ready = http_request(self.addr, "GET", "/-/ready", &[]);
-            if ready.is_ok_and(|reply| reply.status == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready after 30 s:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Runs an instant query; returns (labels, value) per result.
-    fn query(&self, promql: &str) -> Vec<(BTreeMap<String, String>, String)> {
-        let target = format!("/api/v1/query?query={}", url_encode(promql));
-        let Ok(reply) = http_request(self.addr, "GET", &target, &[]) else {
-            return Vec::new();
-        };
-        let Ok(json) = serde_json::from_str::<Json>(&reply.body) else {
-            return Vec::new();
-        };
-        let Some(results) = json["data"]["result"].as_array() else {
-            return Vec::new();
-        };
-        results
-            .iter()
-            .map(|r| {
-                let labels = r["metric"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let value = r["value"][1].as_str().unwrap_or_default().to_owned();
-                (labels, value)
-            })
-            .collect()
-    }
-
-    /// Polls `promql` until `done` accepts the result, for up to 30 s.
-    fn wait_for(
-        &self,
-        promql: &str,
-        done: impl Fn(&[(BTreeMap<String, String>, String)]) -> bool,
-    ) -> Vec<(BTreeMap<String, String>, String)> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let result = self.query(promql);
-            if done(&result) {
-                return result;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{promql} never became as expected; last result {result:?}\n--- targets ---\n{}\n--- log ---\n{}",
-                http_request(self.addr, "GET", "/api/v1/targets", &[])
-                    .map(|r| r.body)
-                    .unwrap_or_default(),
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-impl Drop for PrometheusProcess {
-    fn drop(&mut self) {
-        let Ok(pid) = libc::pid_t::try_from(self.child.id()) else {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            return;
-        };
-        // SAFETY: kill(2) with the pid of a child that has not been reaped
-        // yet, so the pid cannot belong to another process.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // It ignored SIGTERM; do not leave it behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -602,17 +405,12 @@ fn prometheus_scrapes_the_endpoint_in_both_formats() {
     let server = MetricsServer::start(loopback_any_port()).expect("start metrics server");
     server.publish(&realistic_families(1.0)).expect("publish");
     let proxy = TextOnlyProxy::start(server.local_addr());
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-         scrape_configs:\n\
-         \x20 - job_name: {}\n    static_configs:\n      - targets: ['{}']\n\
-         \x20 - job_name: {}\n    static_configs:\n      - targets: ['{}']\n",
-        JOBS[0],
-        server.local_addr(),
-        JOBS[1],
-        proxy.addr
+    let dir = tempfile::tempdir().expect("temp dir");
+    let prometheus = Prometheus::start_jobs(
+        None,
+        dir.path(),
+        &[(JOBS[0], &[server.local_addr()]), (JOBS[1], &[proxy.addr])],
     );
-    let prometheus = PrometheusProcess::start(&config);
 
     let expected = expected_receive_bytes(1.0);
     let got = prometheus.wait_for("netledger_receive_bytes_total", |r| {

@@ -398,96 +398,18 @@ fn parse_port_message(text: &str) -> String {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use std::io::{Read, Write};
+    use netledger_lab::consumers::{self, Reply};
     use std::net::TcpStream;
     use std::time::Instant;
 
-    /// A response as read off the wire.
-    #[derive(Debug)]
-    pub(crate) struct Reply {
-        pub status: u16,
-        /// Header names lower-cased.
-        pub headers: Vec<(String, String)>,
-        pub body: String,
-    }
-
-    impl Reply {
-        pub fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        }
-    }
-
-    /// A minimal HTTP/1.1 client: one request per connection, reads to EOF,
-    /// understands Content-Length and chunked bodies.
+    /// A request from the test's own namespace.
     pub(crate) fn http_request(
         addr: SocketAddr,
         method: &str,
         target: &str,
         headers: &[(&str, &str)],
     ) -> io::Result<Reply> {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut request =
-            format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-        for (k, v) in headers {
-            request.push_str(&format!("{k}: {v}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes())?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw)?;
-        parse_reply(&raw, method == "HEAD")
-    }
-
-    fn parse_reply(raw: &[u8], head_only: bool) -> io::Result<Reply> {
-        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| bad("no end of headers"))?;
-        let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("head not UTF-8"))?;
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().ok_or_else(|| bad("no status line"))?;
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("bad status line"))?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let mut body = raw[split + 4..].to_vec();
-        let chunked = headers
-            .iter()
-            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-        if chunked && !head_only {
-            body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
-        }
-        let body = String::from_utf8(body).map_err(|_| bad("body not UTF-8"))?;
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
-    }
-
-    fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        loop {
-            let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-            let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            data = &data[line_end + 2..];
-            if size == 0 {
-                return Some(out);
-            }
-            out.extend_from_slice(data.get(..size)?);
-            data = data.get(size + 2..)?;
-        }
+        consumers::http_request(None, addr, method, target, headers)
     }
 
     pub(crate) fn loopback_any_port() -> SocketAddr {

@@ -1,184 +1,23 @@
-//! Helpers shared by the integration tests: process guards, free ports,
+//! Helpers shared by the IPFIX integration tests: the collectors as the
+//! lab starts them (nfcapd and nfdump, tshark, process guards, free ports),
 //! sample records and a small IPFIX reader for TCP streams.
 
 #![allow(dead_code)]
 
-use std::fs;
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+#[allow(unused_imports)]
+pub use netledger_lab::consumers::{
+    free_tcp_port, free_udp_port, nfdump_json, require_tool, start_nfcapd, start_tshark, Proc,
+};
 use netledger_sinks::ipfix::{BucketCount, BucketsRecord, Direction, FlowRecord};
-
-/// Fails the test with an install hint when a tool is missing.
-pub fn require_tool(name: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{name}` is not installed; these tests need it (apt-get install -y nfdump tshark)"
-    );
-}
 
 /// Whether the tests run as root (needed for packet capture).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
-}
-
-/// A loopback UDP port that was free a moment ago.
-pub fn free_udp_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
-    s.local_addr().expect("local address").port()
-}
-
-/// A loopback TCP port that was free a moment ago.
-pub fn free_tcp_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral TCP port");
-    l.local_addr().expect("local address").port()
-}
-
-/// A child process that is stopped by its pid (SIGTERM, then SIGKILL after
-/// a grace period) when the guard goes away, even if the test panics.
-pub struct ProcessGuard {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl ProcessGuard {
-    /// Starts `cmd` with stdout and stderr going to `log`.
-    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Self {
-        let out = fs::File::create(log).expect("create log file");
-        let err = out.try_clone().expect("clone log file handle");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Self {
-            name: name.to_string(),
-            child: Some(child),
-            log: log.to_path_buf(),
-        }
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
-    /// What the process has written so far.
-    pub fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log contains `needle`, failing after `timeout`.
-    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if self.log().contains(needle) {
-                return;
-            }
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("{} exited early ({status}):\n{}", self.name, self.log());
-                }
-            }
-            sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "{} did not print {needle:?} within {timeout:?}:\n{}",
-            self.name,
-            self.log()
-        );
-    }
-
-    /// Sends SIGTERM to the process and waits for it to exit (SIGKILL after
-    /// five seconds). Returns its exit status.
-    pub fn stop(&mut self) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        let Ok(pid) = libc::pid_t::try_from(child.id()) else {
-            let _ = child.kill();
-            return child.wait().ok();
-        };
-        // SAFETY: `pid` is our own child, which has not been reaped yet
-        // (try_wait above returned None), so the pid cannot be reused.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        child.wait().ok()
-    }
-}
-
-impl Drop for ProcessGuard {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// nfcapd (nfdump 1.7.1) listening on a loopback UDP port and writing into
-/// `dir`.
-pub fn start_nfcapd(dir: &Path, port: u16) -> ProcessGuard {
-    require_tool("nfcapd");
-    let flows = dir.join("flows");
-    fs::create_dir_all(&flows).expect("create flow directory");
-    let mut cmd = Command::new("nfcapd");
-    cmd.arg("-w").arg(&flows).args([
-        "-b",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-t",
-        "60",
-        "-C",
-        "none",
-    ]);
-    let mut guard = ProcessGuard::spawn("nfcapd", &mut cmd, &dir.join("nfcapd.log"));
-    guard.wait_for_log("Startup nfcapd.", Duration::from_secs(5));
-    guard
-}
-
-/// Every flow record nfdump reads from `dir/flows`, as JSON objects.
-pub fn nfdump_json(dir: &Path) -> Vec<serde_json::Value> {
-    require_tool("nfdump");
-    let out = Command::new("nfdump")
-        // nfdump prints local time; pin it so times can be compared.
-        .env("TZ", "UTC")
-        .arg("-r")
-        .arg(dir.join("flows"))
-        .args(["-o", "json"])
-        .output()
-        .expect("run nfdump");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "nfdump failed: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if text.contains("No matching flows") {
-        return Vec::new();
-    }
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(serde_json::Value::Array(v)) => v,
-        other => panic!("nfdump printed no JSON array ({other:?}):\n{text}"),
-    }
 }
 
 /// Milliseconds since the Unix epoch, now.
