@@ -10,7 +10,8 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let arch = env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets CARGO_CFG_TARGET_ARCH");
     let multiarch = format!("/usr/include/{arch}-linux-gnu");
-    // netledger.h and parse.h: the one definition of keys and parsing.
+    // netledger.h and parse.h: the one definition of keys and parsing;
+    // maps.h: the map shapes it shares with the product.
     let product = "../netledger/src/bpf";
     let src = "src/bpf/bench.bpf.c";
     SkeletonBuilder::new()
@@ -22,4 +23,5 @@ fn main() {
     println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-changed={product}/netledger.h");
     println!("cargo:rerun-if-changed={product}/parse.h");
+    println!("cargo:rerun-if-changed={product}/maps.h");
 }

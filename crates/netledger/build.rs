@@ -28,4 +28,5 @@ fn main() {
     println!("cargo:rerun-if-changed=src/bpf/netledger.h");
     println!("cargo:rerun-if-changed=src/bpf/parse.h");
     println!("cargo:rerun-if-changed=src/bpf/hooks.h");
+    println!("cargo:rerun-if-changed=src/bpf/maps.h");
 }

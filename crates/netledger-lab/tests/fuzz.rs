@@ -191,12 +191,7 @@ fn describe(cfg: &LedgerConfig) -> String {
 /// The reference's configuration for a ledger's.
 fn reference_config(cfg: &LedgerConfig) -> reference::Config {
     reference::Config {
-        mode: match cfg.key_mode {
-            KeyMode::SrcIp => reference::KeyMode::SrcIp,
-            KeyMode::DstIp => reference::KeyMode::DstIp,
-            KeyMode::IpPair => reference::KeyMode::IpPair,
-            KeyMode::FiveTuple => reference::KeyMode::FiveTuple,
-        },
+        mode: cfg.key_mode,
         vlan: cfg.vlan,
         prefix4: cfg.prefix4,
         prefix6: cfg.prefix6,

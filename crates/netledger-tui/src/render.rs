@@ -453,30 +453,23 @@ fn draw_table(p: &Parts, widths: &mut Widths, area: Rect, buf: &mut Buffer) {
         return;
     }
     let dim = Style::default().add_modifier(Modifier::DIM);
-    if sheet.is_waiting() {
-        let msg = format!(
+    // Nothing to list yet, or nothing left: one dim line says why.
+    let empty = if sheet.is_waiting() {
+        Some(format!(
             "waiting for the first interval (cut every {})…",
             format::interval(p.header.interval)
-        );
-        put(
-            buf,
-            rows_area.x + 1,
-            rows_area.y,
-            &msg,
-            width.saturating_sub(1),
-            dim,
-        );
-        return;
-    }
-    if view.rows().len() == 0 {
-        let msg = if view.filter().is_empty() {
-            "no traffic in the last 40 s".to_string()
-        } else {
-            format!(
-                "no flow matches \"{}\" (Esc clears the filter)",
-                view.filter()
-            )
-        };
+        ))
+    } else if view.rows().len() == 0 && view.filter().is_empty() {
+        Some("no traffic in the last 40 s".to_string())
+    } else if view.rows().len() == 0 {
+        Some(format!(
+            "no flow matches \"{}\" (Esc clears the filter)",
+            view.filter()
+        ))
+    } else {
+        None
+    };
+    if let Some(msg) = empty {
         put(
             buf,
             rows_area.x + 1,

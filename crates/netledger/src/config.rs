@@ -48,7 +48,9 @@ macro_rules! named {
 }
 
 /// What a flow key is made of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyMode {
     /// The source address (or prefix).

@@ -4,6 +4,7 @@
  * None of them is part of the product.
  */
 #include "parse.h"
+#include "maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -522,21 +523,9 @@ struct {
 } nl_m_stats_gen SEC(".maps");
 
 /* The lock model's maps: index, slots, stats. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, struct nl_flow_key);
-	__type(value, __u32);
-} nl_m_index SEC(".maps");
+NL_INDEX_MAP(nl_m_index, struct nl_flow_key);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, struct nl_m_key4);
-	__type(value, __u32);
-} nl_m_index4 SEC(".maps");
+NL_INDEX_MAP(nl_m_index4, struct nl_m_key4);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -162,36 +162,18 @@ pub const IPPROTO_SCTP: u8 = 132;
 /// UDP-Lite.
 pub const IPPROTO_UDPLITE: u8 = 136;
 
-/// What a flow is (`--key`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum KeyMode {
-    /// `src-ip`: the source address.
-    SrcIp,
-    /// `dst-ip`: the destination address.
-    DstIp,
-    /// `ip-pair`: both addresses.
-    IpPair,
-    /// `five-tuple` (the default): addresses, protocol, ports or ICMP type/code, fragment flag.
-    #[default]
-    FiveTuple,
+/// What a flow is (`--key`): the ledger's own setting. It only selects;
+/// what each mode keeps is decided here, by [`keeps_src`] and [`keeps_dst`].
+pub use netledger::KeyMode;
+
+/// Whether a key of `mode` holds the source address.
+fn keeps_src(mode: KeyMode) -> bool {
+    matches!(mode, KeyMode::SrcIp | KeyMode::IpPair | KeyMode::FiveTuple)
 }
 
-impl KeyMode {
-    /// Every mode, for tests that cover them all.
-    pub const ALL: [KeyMode; 4] = [
-        KeyMode::SrcIp,
-        KeyMode::DstIp,
-        KeyMode::IpPair,
-        KeyMode::FiveTuple,
-    ];
-
-    fn keeps_src(self) -> bool {
-        matches!(self, KeyMode::SrcIp | KeyMode::IpPair | KeyMode::FiveTuple)
-    }
-
-    fn keeps_dst(self) -> bool {
-        matches!(self, KeyMode::DstIp | KeyMode::IpPair | KeyMode::FiveTuple)
-    }
+/// Whether a key of `mode` holds the destination address.
+fn keeps_dst(mode: KeyMode) -> bool {
+    matches!(mode, KeyMode::DstIp | KeyMode::IpPair | KeyMode::FiveTuple)
 }
 
 /// The parts of the ledger's configuration that decide a frame's key.
@@ -368,10 +350,10 @@ impl fmt::Display for Key {
             r
         };
         let prefix = self.prefix.map(|p| format!("/{p}")).unwrap_or_default();
-        if self.mode.keeps_src() {
+        if keeps_src(self.mode) {
             field(f, "src", format!("\"{}{prefix}\"", self.src_addr()))?;
         }
-        if self.mode.keeps_dst() {
+        if keeps_dst(self.mode) {
             field(f, "dst", format!("\"{}{prefix}\"", self.dst_addr()))?;
         }
         if self.mode == KeyMode::FiveTuple {
@@ -647,12 +629,12 @@ fn shape(flow: &Flow, cfg: &Config) -> Key {
     let five = cfg.mode == KeyMode::FiveTuple;
     Key {
         family: flow.family,
-        src: if cfg.mode.keeps_src() {
+        src: if keeps_src(cfg.mode) {
             mask(flow.src, bits)
         } else {
             [0; 16]
         },
-        dst: if cfg.mode.keeps_dst() {
+        dst: if keeps_dst(cfg.mode) {
             mask(flow.dst, bits)
         } else {
             [0; 16]
@@ -1805,15 +1787,15 @@ mod tests {
                 ..Config::new(mode)
             };
             let k = key_in(&f4, &cfg);
-            if mode.keeps_src() {
+            if keeps_src(mode) {
                 assert_eq!(k.src, a4([10, 0, 0, 0]));
             }
-            if mode.keeps_dst() {
+            if keeps_dst(mode) {
                 assert_eq!(k.dst, a4([192, 0, 0, 0]));
             }
             let k = key_in(&f6, &cfg);
             assert_eq!(k.prefix, None);
-            if mode.keeps_src() {
+            if keeps_src(mode) {
                 assert_eq!(k.src, SRC6);
             }
         }

@@ -20,8 +20,51 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// is only ever appended: released ones never change.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1];
 
+/// The key and count columns of `flow` and `hour_key`, one per line.
+macro_rules! key_columns {
+    () => {
+        "    src       TEXT    NOT NULL,
+    dst       TEXT    NOT NULL,
+    proto     INTEGER NOT NULL,
+    sport     INTEGER NOT NULL,
+    dport     INTEGER NOT NULL,
+    icmp_type INTEGER NOT NULL,
+    icmp_code INTEGER NOT NULL,
+    fragment  INTEGER NOT NULL,
+    vlan      INTEGER NOT NULL,
+    packets   INTEGER NOT NULL,
+    bytes     INTEGER NOT NULL,
+"
+    };
+}
+
+/// The totals of `cut` and `hour_ledger`: flow sums, buckets, reroutes,
+/// evictions, one per line.
+macro_rules! cut_totals {
+    () => {
+        "    flow_packets       INTEGER NOT NULL,
+    flow_bytes         INTEGER NOT NULL,
+    seen_packets       INTEGER NOT NULL,
+    seen_bytes         INTEGER NOT NULL,
+    counted_packets    INTEGER NOT NULL,
+    counted_bytes      INTEGER NOT NULL,
+    non_ip_packets     INTEGER NOT NULL,
+    non_ip_bytes       INTEGER NOT NULL,
+    malformed_packets  INTEGER NOT NULL,
+    malformed_bytes    INTEGER NOT NULL,
+    map_full_packets   INTEGER NOT NULL,
+    map_full_bytes     INTEGER NOT NULL,
+    evict_race_packets INTEGER NOT NULL,
+    evict_race_bytes   INTEGER NOT NULL,
+    reroutes           INTEGER NOT NULL,
+    evicted            INTEGER NOT NULL,
+"
+    };
+}
+
 /// Version 1: ledgers, cuts, flow records, hourly rollups.
-const V1: &str = "
+const V1: &str = concat!(
+    "
 -- Facts about the store itself: schema_version; key_hours_pruned_before_ms
 -- (per-key hourly rows before it were removed by retention).
 CREATE TABLE meta (
@@ -53,23 +96,9 @@ CREATE TABLE cut (
     end_ms             INTEGER NOT NULL,
     flows              INTEGER NOT NULL,  -- flow records committed
     flows_kept         INTEGER NOT NULL DEFAULT 1,  -- 0 once retention removed them
-    flow_packets       INTEGER NOT NULL,
-    flow_bytes         INTEGER NOT NULL,
-    seen_packets       INTEGER NOT NULL,
-    seen_bytes         INTEGER NOT NULL,
-    counted_packets    INTEGER NOT NULL,
-    counted_bytes      INTEGER NOT NULL,
-    non_ip_packets     INTEGER NOT NULL,
-    non_ip_bytes       INTEGER NOT NULL,
-    malformed_packets  INTEGER NOT NULL,
-    malformed_bytes    INTEGER NOT NULL,
-    map_full_packets   INTEGER NOT NULL,
-    map_full_bytes     INTEGER NOT NULL,
-    evict_race_packets INTEGER NOT NULL,
-    evict_race_bytes   INTEGER NOT NULL,
-    reroutes           INTEGER NOT NULL,
-    evicted            INTEGER NOT NULL,
-    PRIMARY KEY (ledger, seq)
+",
+    cut_totals!(),
+    "    PRIMARY KEY (ledger, seq)
 ) WITHOUT ROWID;
 CREATE INDEX cut_start ON cut (ledger, start_ms);
 -- The cuts retention has still to visit.
@@ -80,18 +109,9 @@ CREATE TABLE flow (
     ledger    INTEGER NOT NULL,
     seq       INTEGER NOT NULL,
     n         INTEGER NOT NULL,
-    src       TEXT    NOT NULL,
-    dst       TEXT    NOT NULL,
-    proto     INTEGER NOT NULL,
-    sport     INTEGER NOT NULL,
-    dport     INTEGER NOT NULL,
-    icmp_type INTEGER NOT NULL,
-    icmp_code INTEGER NOT NULL,
-    fragment  INTEGER NOT NULL,
-    vlan      INTEGER NOT NULL,
-    packets   INTEGER NOT NULL,
-    bytes     INTEGER NOT NULL,
-    PRIMARY KEY (ledger, seq, n),
+",
+    key_columns!(),
+    "    PRIMARY KEY (ledger, seq, n),
     FOREIGN KEY (ledger, seq) REFERENCES cut (ledger, seq)
 ) WITHOUT ROWID;
 
@@ -100,18 +120,9 @@ CREATE TABLE flow (
 CREATE TABLE hour_key (
     ledger    INTEGER NOT NULL REFERENCES ledger (id),
     hour_ms   INTEGER NOT NULL,
-    src       TEXT    NOT NULL,
-    dst       TEXT    NOT NULL,
-    proto     INTEGER NOT NULL,
-    sport     INTEGER NOT NULL,
-    dport     INTEGER NOT NULL,
-    icmp_type INTEGER NOT NULL,
-    icmp_code INTEGER NOT NULL,
-    fragment  INTEGER NOT NULL,
-    vlan      INTEGER NOT NULL,
-    packets   INTEGER NOT NULL,
-    bytes     INTEGER NOT NULL,
-    PRIMARY KEY (ledger, hour_ms, src, dst, proto, sport, dport, icmp_type, icmp_code,
+",
+    key_columns!(),
+    "    PRIMARY KEY (ledger, hour_ms, src, dst, proto, sport, dport, icmp_type, icmp_code,
                  fragment, vlan)
 ) WITHOUT ROWID;
 
@@ -121,25 +132,12 @@ CREATE TABLE hour_ledger (
     hour_ms            INTEGER NOT NULL,
     cuts               INTEGER NOT NULL,
     flows              INTEGER NOT NULL,
-    flow_packets       INTEGER NOT NULL,
-    flow_bytes         INTEGER NOT NULL,
-    seen_packets       INTEGER NOT NULL,
-    seen_bytes         INTEGER NOT NULL,
-    counted_packets    INTEGER NOT NULL,
-    counted_bytes      INTEGER NOT NULL,
-    non_ip_packets     INTEGER NOT NULL,
-    non_ip_bytes       INTEGER NOT NULL,
-    malformed_packets  INTEGER NOT NULL,
-    malformed_bytes    INTEGER NOT NULL,
-    map_full_packets   INTEGER NOT NULL,
-    map_full_bytes     INTEGER NOT NULL,
-    evict_race_packets INTEGER NOT NULL,
-    evict_race_bytes   INTEGER NOT NULL,
-    reroutes           INTEGER NOT NULL,
-    evicted            INTEGER NOT NULL,
-    PRIMARY KEY (ledger, hour_ms)
+",
+    cut_totals!(),
+    "    PRIMARY KEY (ledger, hour_ms)
 ) WITHOUT ROWID;
-";
+",
+);
 
 /// What a database holds, as far as netledger is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,4 +224,19 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     )
     .map_err(sql(path, "migrating the schema"))?;
     tx.commit().map_err(sql(path, "committing the migration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A released migration never changes: version 1's text, byte for byte,
+    /// is the one stores were created with (FNV-1a 64 of it).
+    #[test]
+    fn v1_is_as_released() {
+        let hash = V1.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        assert_eq!((V1.len(), hash), (4619, 0xa498_b96f_d8b6_22fe));
+    }
 }

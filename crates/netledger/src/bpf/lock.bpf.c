@@ -13,16 +13,11 @@
  * and its fate never changed: the data path always returns XDP_PASS.
  */
 #include "parse.h"
+#include "maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, struct nl_flow_key);
-	__type(value, __u32);
-} nl_index SEC(".maps");
+NL_INDEX_MAP(nl_index, struct nl_flow_key);
 
 /*
  * Mmapable for its layout only: the kernel places an mmapable array's
