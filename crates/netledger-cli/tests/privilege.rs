@@ -37,6 +37,13 @@ use std::time::{Duration, Instant};
 
 use netledger_lab::netns::{self, Ipv6Mode, NetNs, RawSocket, Veth};
 
+#[path = "common/daemon.rs"]
+mod daemon;
+#[path = "common/tmux.rs"]
+mod tmux;
+use daemon::one_error_line;
+use tmux::Tmux;
+
 const BIN: &str = env!("CARGO_BIN_EXE_netledger");
 
 /// The capabilities the service is granted (setpriv's names), and as the
@@ -515,28 +522,6 @@ impl Drop for Proc {
     }
 }
 
-/// A failed command: exit code 1 and one line on stderr, starting
-/// `netledger: error: ` and containing every one of `needles`.
-#[track_caller]
-fn one_error_line(o: &Output, needles: &[&str]) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "exit code 1 expected; stderr: {err}"
-    );
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "exactly one line expected on stderr: {err}");
-    assert!(lines[0].starts_with("netledger: error: "), "{err}");
-    for n in needles {
-        assert!(
-            lines[0].contains(n),
-            "the error should mention {n:?}: {err}"
-        );
-    }
-    lines[0].to_string()
-}
-
 #[track_caller]
 fn succeeded(o: &Output, what: &str) -> String {
     let err = String::from_utf8_lossy(&o.stderr);
@@ -811,13 +796,18 @@ fn run_as_the_service_user_after_the_operators_preparation() {
         // top: without a terminal, the error; in one, a client of the service.
         let o = bed.output(None, &svc.clone().no_caps(), &["top", "--socket", &socket]);
         one_error_line(&o, &["netledger top needs a terminal", "netledger watch"]);
-        let screen = Tmux::top(&bed, &svc.clone().no_caps(), &socket)
-            .wait_for(&format!("client of netledger run (pid {})", d.pid));
+        let screen = wait_for(
+            &top_pane(&bed, &svc.clone().no_caps(), &socket),
+            &format!("client of netledger run (pid {})", d.pid),
+        );
         assert!(
             screen.contains(RX_IF),
             "{strategy}: top shows the interface: {screen}"
         );
-        let screen = Tmux::top(&bed, &As::outsider(&u), &socket).wait_for("permission denied");
+        let screen = wait_for(
+            &top_pane(&bed, &As::outsider(&u), &socket),
+            "permission denied",
+        );
         assert!(
             screen.contains("run as the service's user"),
             "{strategy}: {screen}"
@@ -942,100 +932,28 @@ fn the_unit_grants_exactly_these_capabilities_and_prepares_bpffs() {
     assert!(unit.contains("User=netledger") && unit.contains("StateDirectoryMode=0750"));
 }
 
-/// `netledger top` in a private tmux server, run as `who`; killed on drop.
-struct Tmux {
-    server: String,
-    /// Its socket, removed on drop (kill-server leaves it).
-    socket: Option<PathBuf>,
+/// `netledger top --socket SOCKET` in the namespace of `bed`'s receiver,
+/// run as `who`, in a 120x30 terminal; the pane keeps the screen after it
+/// exits.
+fn top_pane(bed: &Bed, who: &As, socket: &str) -> Tmux {
+    let mut cmd = vec![
+        "nsenter".to_string(),
+        format!("--net=/run/netns/{}", bed.rx.name()),
+    ];
+    cmd.extend(who.setpriv());
+    cmd.extend([
+        BIN.to_string(),
+        "top".into(),
+        "--socket".into(),
+        socket.into(),
+    ]);
+    Tmux::start("nlhd", (120, 30), &format!("{}; sleep 600", cmd.join(" ")))
 }
 
-impl Tmux {
-    fn top(bed: &Bed, who: &As, socket: &str) -> Tmux {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let server = format!(
-            "nlhd-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let mut cmd = vec![
-            "nsenter".to_string(),
-            format!("--net=/run/netns/{}", bed.rx.name()),
-        ];
-        cmd.extend(who.setpriv());
-        cmd.extend([
-            BIN.to_string(),
-            "top".into(),
-            "--socket".into(),
-            socket.into(),
-        ]);
-        let script = format!("{}; sleep 600", cmd.join(" "));
-        let mut t = Tmux {
-            server,
-            socket: None,
-        };
-        t.tmux(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "top",
-            "-x",
-            "120",
-            "-y",
-            "30",
-            &script,
-        ]);
-        t.socket = Some(
-            t.tmux(&["display-message", "-p", "#{socket_path}"])
-                .trim()
-                .into(),
-        );
-        t
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let o = Command::new("tmux")
-            .env_remove("TMUX")
-            .args(["-L", &self.server])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("running tmux: {e}"));
-        assert!(
-            o.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// The screen once it shows `needle` (10 s at most).
-    #[track_caller]
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let screen = self.tmux(&["capture-pane", "-p", "-t", "top"]);
-            if screen.contains(needle) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "top's screen did not show {needle:?} in 10 s:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        // The pane's processes get SIGHUP with the server.
-        let _ = Command::new("tmux")
-            .args(["-L", &self.server, "kill-server"])
-            .output();
-        if let Some(s) = &self.socket {
-            let _ = std::fs::remove_file(s);
-        }
-    }
+/// The screen of `t` once it shows `needle` (10 s at most).
+#[track_caller]
+fn wait_for(t: &Tmux, needle: &str) -> String {
+    t.wait_for(&format!("{needle:?}"), Duration::from_secs(10), |s| {
+        s.contains(needle)
+    })
 }

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 
 use netledger_lab::netns::{self, Ipv6Mode, NetNs, RawSocket};
 
+#[path = "common/tmux.rs"]
+mod tmux;
+use tmux::Tmux;
+
 const BIN: &str = env!("CARGO_BIN_EXE_netledger");
 /// The interface top counts on (in the receiving namespace).
 const IFACE: &str = "nltp1";
@@ -340,13 +344,12 @@ impl Drop for Scratch {
 /// wrote to the terminal kept in the scratch directory. The server is
 /// killed on drop (after Ctrl-C, so top cleans up, if it still runs).
 struct Pane {
-    server: String,
+    term: Tmux,
     dir: PathBuf,
-    socket: Option<PathBuf>,
 }
 
 impl Pane {
-    fn start(ns: &NetNs, dir: &Path, (w, h): (u16, u16), args: &[&str]) -> Pane {
+    fn start(ns: &NetNs, dir: &Path, size: (u16, u16), args: &[&str]) -> Pane {
         let d = dir.display();
         // The pane waits for `go` so that its output is logged from the
         // first byte; then it keeps the terminal (`sleep`) for inspection.
@@ -362,31 +365,8 @@ impl Pane {
             args = args.join(" "),
         );
         fs::write(dir.join("pane.sh"), script).unwrap();
-        let mut pane = Pane {
-            server: unique("nl-top"),
-            dir: dir.to_path_buf(),
-            socket: None,
-        };
-        let script = format!("sh '{d}/pane.sh'");
-        pane.tmux(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "top",
-            "-x",
-            &w.to_string(),
-            "-y",
-            &h.to_string(),
-            &script,
-        ]);
-        pane.socket = Some(
-            pane.tmux(&["display-message", "-p", "#{socket_path}"])
-                .trim()
-                .into(),
-        );
-        pane.tmux(&[
+        let term = Tmux::start("nl-top", size, &format!("sh '{d}/pane.sh'"));
+        term.tmux(&[
             "pipe-pane",
             "-o",
             "-t",
@@ -394,30 +374,18 @@ impl Pane {
             &format!("cat >> '{d}/pty.log'"),
         ]);
         fs::write(dir.join("go"), "").unwrap();
-        pane
+        Pane {
+            term,
+            dir: dir.to_path_buf(),
+        }
     }
 
-    /// `tmux -L SERVER args...`; its stdout.
     fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .env_remove("TMUX")
-            .args(["-L", &self.server])
-            .args(args)
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .stdout(Stdio::piped())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        self.term.tmux(args)
     }
 
     fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-t", "top"])
+        self.term.screen()
     }
 
     /// Type `keys` (tmux key names: "b", "Enter", "Escape", "Space").
@@ -431,17 +399,7 @@ impl Pane {
     /// [`PATIENCE`].
     #[track_caller]
     fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if ok(&s) {
-                return s;
-            }
-            if start.elapsed() > PATIENCE {
-                panic!("the screen did not show {what} within {PATIENCE:?}:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.term.wait_for(what, PATIENCE, ok)
     }
 
     /// top's exit status, once it has exited.
@@ -484,20 +442,12 @@ impl Drop for Pane {
     fn drop(&mut self) {
         if !self.dir.join("rc").exists() {
             // Ctrl-C ends top in any state (a filter prompt included) and
-            // lets it detach and unpin.
-            let _ = Command::new("tmux")
-                .args(["-L", &self.server, "send-keys", "-t", "top", "C-c"])
-                .output();
+            // lets it detach and unpin; the server goes with `term`.
+            let _ = self.term.try_tmux(&["send-keys", "-t", "top", "C-c"]);
             let start = Instant::now();
             while !self.dir.join("rc").exists() && start.elapsed() < Duration::from_secs(5) {
                 std::thread::sleep(Duration::from_millis(50));
             }
-        }
-        let _ = Command::new("tmux")
-            .args(["-L", &self.server, "kill-server"])
-            .output();
-        if let Some(s) = &self.socket {
-            let _ = fs::remove_file(s);
         }
     }
 }
