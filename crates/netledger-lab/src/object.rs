@@ -9,11 +9,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::MapHandle;
+use libbpf_rs::{MapHandle, OpenObject};
 use netledger::lab::{bytes_of, from_bytes, Pod, TestRun};
 use netledger::LedgerConfig;
 
-use crate::skel::{types, BenchSkelBuilder};
+use crate::skel::{types, BenchSkelBuilder, OpenBenchSkel};
 
 // The object's `struct nl_config` comes from the same header as the
 // library's: the same C struct, generated as two Rust types.
@@ -28,6 +28,25 @@ const _: () = assert!(size_of::<types::nl_naive_value>() == 24);
 unsafe impl Pod for types::nl_config {}
 // SAFETY: as above (a spin lock word, its padding, two counters).
 unsafe impl Pod for types::nl_naive_value {}
+
+/// `bench.bpf.c` opened (after the kernel's preflight checks) with `cfg`'s
+/// key configuration in its `nl_cfg`, for the caller to size maps and load.
+pub(crate) fn open<'o>(
+    storage: &'o mut MaybeUninit<OpenObject>,
+    cfg: &LedgerConfig,
+) -> Result<OpenBenchSkel<'o>> {
+    netledger::preflight()?;
+    let mut open = BenchSkelBuilder::default()
+        .open(storage)
+        .context("opening bench.bpf.o")?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .expect("bench.bpf.o has a .rodata section");
+    rodata.nl_cfg = from_bytes(bytes_of(&cfg.to_raw()));
+    Ok(open)
+}
 
 /// The programs of `bench.bpf.c`.
 #[derive(Debug)]
@@ -60,18 +79,10 @@ impl BenchObject {
     /// `bench::programs`).
     pub fn load(cfg: &LedgerConfig) -> Result<BenchObject> {
         cfg.validate()?;
-        netledger::preflight()?;
         let mut storage = MaybeUninit::uninit();
-        let mut open = BenchSkelBuilder::default()
-            .open(&mut storage)
-            .context("opening bench.bpf.o")?;
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("bench.bpf.o has a .rodata section");
-        rodata.nl_cfg = from_bytes(bytes_of(&cfg.to_raw()));
-        let skel = open.load().context("loading bench.bpf.o")?;
+        let skel = open(&mut storage, cfg)?
+            .load()
+            .context("loading bench.bpf.o")?;
         let prog = |p: &libbpf_rs::ProgramMut<'_>| -> Result<OwnedFd> {
             Ok(p.as_fd().try_clone_to_owned()?)
         };

@@ -22,7 +22,7 @@ use netledger::lab::types::nl_flow_key;
 use netledger::{Count, Direction, Ledger, LedgerConfig, Strategy};
 use netledger_sinks::store::{Access, LedgerInfo, Store};
 
-use super::{median, numbered_key, Measurement, Options};
+use super::{numbered_key, Measurement, Options};
 
 const SECTION: &str = "cuts";
 
@@ -173,16 +173,7 @@ fn figures(strategy: Strategy, n: u32, max_flows: u32, phases: &[Phases]) -> Vec
     let what = format!("{strategy}, {n} keys with traffic ({max_flows} flows)");
     let mut out = Vec::new();
     let mut push = |figure: &str, name: String, unit: &'static str, samples: Vec<f64>| {
-        out.push(Measurement {
-            section: SECTION,
-            name,
-            tags: tags(figure),
-            value: median(&samples),
-            unit,
-            ratio: None,
-            baseline: None,
-            samples,
-        });
+        out.push(Measurement::of(SECTION, name, tags(figure), unit, samples));
     };
     push(
         "take",

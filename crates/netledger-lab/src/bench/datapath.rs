@@ -276,16 +276,13 @@ fn overhead_ratio(f: &Figures, program: &str, reference: &str, label: &str) -> O
     let mut tags = f.scenario.tags(program);
     tags.push(("reference", reference.to_string()));
     tags.push(("figure", "overhead ratio".to_string()));
-    Some(Measurement {
-        section: "datapath",
-        name: format!("{label}, {}", f.scenario.describe()),
+    Some(Measurement::of(
+        "datapath",
+        format!("{label}, {}", f.scenario.describe()),
         tags,
-        value: median(&per_round),
-        unit: "x",
-        ratio: None,
-        baseline: None,
-        samples: per_round,
-    })
+        "x",
+        per_round,
+    ))
 }
 
 /// The strategies' tags and labels in figures.
@@ -688,16 +685,13 @@ fn difference(f: &Figures, with: &str, without: &str, what: &str) -> Option<Meas
     let mut tags = f.scenario.tags(with);
     tags.push(("without", without.to_string()));
     tags.push(("figure", "difference".to_string()));
-    Some(Measurement {
-        section: "breakdown",
-        name: format!("{what} ({with} - {without}), {}", f.scenario.describe()),
+    Some(Measurement::of(
+        "breakdown",
+        format!("{what} ({with} - {without}), {}", f.scenario.describe()),
         tags,
-        value: median(&per_round),
-        unit: "ns/packet",
-        ratio: None,
-        baseline: None,
-        samples: per_round,
-    })
+        "ns/packet",
+        per_round,
+    ))
 }
 
 /// What runs on the other CPU while the writer is measured.
@@ -982,19 +976,16 @@ pub(super) fn reader_slowdown(opts: &Options<'_>) -> Result<Vec<Measurement>> {
             let ratios: Vec<f64> = run.samples.iter().zip(alone).map(|(w, a)| w / a).collect();
             let mut t = tags(&other.tag());
             t.push(("figure", "slowdown".to_string()));
-            out.push(Measurement {
-                section: "reader",
-                name: format!(
+            out.push(Measurement::of(
+                "reader",
+                format!(
                     "lock: writer slowdown with {}, {keys_desc} in the map (per-round ratios)",
                     other.describe()
                 ),
-                tags: t,
-                value: median(&ratios),
-                unit: "x",
-                ratio: None,
-                baseline: None,
-                samples: ratios,
-            });
+                t,
+                "x",
+                ratios,
+            ));
         }
     }
     Ok(out)

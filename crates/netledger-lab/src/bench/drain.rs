@@ -182,18 +182,15 @@ fn measure(opts: &Options<'_>, n: u32, rounds: usize) -> Result<Vec<Measurement>
     if n == 100_000 {
         ratio_tags.push(("target", "batch_vs_per_element".to_string()));
     }
-    out.push(Measurement {
-        section: SECTION,
-        name: format!(
+    out.push(Measurement::of(
+        SECTION,
+        format!(
             "per-element time / batch locked time, {n} keys (batch speed-up, per-round ratios)"
         ),
-        tags: ratio_tags,
-        value: median(&ratios),
-        unit: "x",
-        ratio: None,
-        baseline: None,
-        samples: ratios,
-    });
+        ratio_tags,
+        "x",
+        ratios,
+    ));
     Ok(out)
 }
 

@@ -20,7 +20,7 @@ use anyhow::{anyhow, Context, Result};
 use netledger::lab::ReadMode;
 use netledger::{Count, Ledger, LedgerConfig, Strategy};
 
-use super::{load_ledgers, median, Measurement, Options};
+use super::{load_ledgers, Measurement, Options};
 use crate::harness::{
     allowed_cpus, pin_to, FirstError, Flow, Harness, NaiveLedger, NaiveReset, StopOnDrop,
 };
@@ -334,19 +334,16 @@ fn lost_packets(
                 ("metric", metric.to_string()),
             ]
         };
-        out.push(Measurement {
-            section: SECTION,
-            name: format!(
+        out.push(Measurement::of(
+            SECTION,
+            format!(
                 "{name}: lost packets ({} of {} lost, {} counted twice, {} cuts)",
                 t.lost_total, t.sent, t.duplicated, t.cuts
             ),
-            tags: tags("lost"),
-            value: median(&t.lost),
-            unit: "lost/M packets",
-            ratio: None,
-            baseline: None,
-            samples: t.lost,
-        });
+            tags("lost"),
+            "lost/M packets",
+            t.lost,
+        ));
         out.push(Measurement {
             section: SECTION,
             name: format!(

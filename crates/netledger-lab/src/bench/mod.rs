@@ -43,6 +43,27 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// A measurement whose value is the median of `samples`, with no
+    /// baseline.
+    pub fn of(
+        section: &'static str,
+        name: String,
+        tags: Vec<(&'static str, String)>,
+        unit: &'static str,
+        samples: Vec<f64>,
+    ) -> Measurement {
+        Measurement {
+            section,
+            name,
+            tags,
+            value: median(&samples),
+            unit,
+            ratio: None,
+            baseline: None,
+            samples,
+        }
+    }
+
     /// The value of tag `key`, if the measurement has it.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags

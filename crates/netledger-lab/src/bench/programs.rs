@@ -6,13 +6,13 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use anyhow::{anyhow, Context, Result};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use netledger::lab::types::nl_flow_key;
 use netledger::lab::{bytes_of, from_bytes, update_batch_percpu, Pod};
 use netledger::{Count, Ledger, LedgerConfig};
 
-use crate::skel::{types, BenchSkelBuilder};
+use crate::skel::types;
 
 /// Keys per batch update.
 const BATCH: usize = 16384;
@@ -169,17 +169,8 @@ impl BenchPrograms {
             max_flows,
             ..LedgerConfig::default()
         };
-        netledger::preflight()?;
         let mut storage = MaybeUninit::uninit();
-        let mut open = BenchSkelBuilder::default()
-            .open(&mut storage)
-            .context("opening bench.bpf.o")?;
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("bench.bpf.o has a .rodata section");
-        rodata.nl_cfg = from_bytes(bytes_of(&cfg.to_raw()));
+        let mut open = crate::object::open(&mut storage, &cfg)?;
         let m = &mut open.maps;
         for map in [
             &mut m.nl_bench_hash,

@@ -589,49 +589,40 @@ pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
             let mut tg = tags("ratio");
             tg.push(("baseline", "none".to_string()));
             tg.push(("counted", "kept".to_string()));
-            ratios.push(Measurement {
-                section: SECTION,
-                name: format!(
+            ratios.push(Measurement::of(
+                SECTION,
+                format!(
                     "{}: frames/s counted / no program's received (per-round ratios)",
                     cond.name()
                 ),
-                tags: tg,
-                value: median(&t.kept_ratio),
-                unit: "x",
-                ratio: None,
-                baseline: None,
-                samples: t.kept_ratio,
-            });
+                tg,
+                "x",
+                t.kept_ratio,
+            ));
         }
         let mut tg = tags("ratio");
         tg.push(("baseline", "none".to_string()));
-        ratios.push(Measurement {
-            section: SECTION,
-            name: format!("{} / no program, frames/s (per-round ratios)", cond.name()),
-            tags: tg,
-            value: median(&t.ratio),
-            unit: "x",
-            ratio: None,
-            baseline: None,
-            samples: t.ratio,
-        });
+        ratios.push(Measurement::of(
+            SECTION,
+            format!("{} / no program, frames/s (per-round ratios)", cond.name()),
+            tg,
+            "x",
+            t.ratio,
+        ));
         if let Some(e) = cond.empty() {
             let mut tg = tags("ratio");
             tg.push(("baseline", e.tag().to_string()));
-            ratios.push(Measurement {
-                section: SECTION,
-                name: format!(
+            ratios.push(Measurement::of(
+                SECTION,
+                format!(
                     "{} / {}, frames/s (per-round ratios)",
                     cond.name(),
                     e.name()
                 ),
-                tags: tg,
-                value: median(&t.ratio_empty),
-                unit: "x",
-                ratio: None,
-                baseline: None,
-                samples: t.ratio_empty,
-            });
+                tg,
+                "x",
+                t.ratio_empty,
+            ));
         }
     }
     out.extend(ratios);
