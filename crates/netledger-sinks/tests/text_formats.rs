@@ -2,13 +2,15 @@
 //! files in tests/golden/ (regenerate with `UPDATE_GOLDEN=1 cargo test`).
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use netledger::{
     Addr, Bucket, Buckets, Count, Direction, FlowKey, Interval, KeyMode, LedgerConfig, L4,
 };
 use netledger_sinks::{text_sink, TextFormat};
+
+mod store_common;
+use store_common::golden;
 
 fn addr(s: &str, prefix: Option<u8>) -> Addr {
     let ip: IpAddr = s.parse().unwrap();
@@ -134,19 +136,6 @@ fn render(format: TextFormat, cfg: &LedgerConfig, ivs: &[Interval], top: Option<
         sink.close().unwrap();
     }
     String::from_utf8(out).unwrap()
-}
-
-#[track_caller]
-fn golden(name: &str, got: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, got).unwrap();
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
-    assert_eq!(got, want, "{name} differs from its golden file");
 }
 
 fn five_cfg() -> LedgerConfig {
