@@ -569,6 +569,25 @@ fn bottom(screen: &str) -> &str {
 
 /// top attaches itself (nothing answers on the socket it is given), shows
 /// the traffic exactly, obeys the keys, and leaves nothing behind.
+/// `top --iface IFACE --interval 500ms` on `bed`'s receiver in a terminal
+/// of `size`, with no daemon's socket where it looks (so it counts itself).
+fn standalone(bed: &Bed, scratch: &Scratch, size: (u16, u16)) -> Pane {
+    let nowhere = scratch.0.join("nothing.sock");
+    Pane::start(
+        &bed.rx,
+        &scratch.0,
+        size,
+        &[
+            "--iface",
+            IFACE,
+            "--interval",
+            "500ms",
+            "--socket",
+            nowhere.to_str().unwrap(),
+        ],
+    )
+}
+
 #[test]
 fn standalone_160x48_exact_counts_keys_and_clean_exit() {
     let bed = Bed::new("a");
@@ -580,20 +599,7 @@ fn standalone_160x48_exact_counts_keys_and_clean_exit() {
         db: None,
     };
     assert!(programs(&bed.rx).is_empty(), "attached before top started");
-    let nowhere = scratch.0.join("nothing.sock");
-    let pane = Pane::start(
-        &bed.rx,
-        &scratch.0,
-        (160, 48),
-        &[
-            "--iface",
-            IFACE,
-            "--interval",
-            "500ms",
-            "--socket",
-            nowhere.to_str().unwrap(),
-        ],
-    );
+    let pane = standalone(&bed, &scratch, (160, 48));
     let s = pane.wait_for("the first interval", |s| s.contains("since start:"));
     let head = s.lines().next().unwrap();
     for part in [
@@ -781,20 +787,7 @@ fn standalone_80x24_layout() {
         pins: pins.clone(),
         db: None,
     };
-    let nowhere = scratch.0.join("nothing.sock");
-    let pane = Pane::start(
-        &bed.rx,
-        &scratch.0,
-        (80, 24),
-        &[
-            "--iface",
-            IFACE,
-            "--interval",
-            "500ms",
-            "--socket",
-            nowhere.to_str().unwrap(),
-        ],
-    );
+    let pane = standalone(&bed, &scratch, (80, 24));
     pane.wait_for("the first interval", |s| s.contains("since start:"));
     let sent = bed.send();
     let s = pane.wait_for("every flow's exact bytes", |s| shows(s, &sent, false, true));

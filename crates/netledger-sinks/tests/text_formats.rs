@@ -10,7 +10,7 @@ use netledger::{
 use netledger_sinks::{text_sink, TextFormat};
 
 mod store_common;
-use store_common::golden;
+use store_common::{golden, src_prefix_key};
 
 fn addr(s: &str, prefix: Option<u8>) -> Addr {
     let ip: IpAddr = s.parse().unwrap();
@@ -108,14 +108,7 @@ fn five_tuple() -> Vec<Interval> {
 /// One interval of source-prefix keys.
 fn src_prefix() -> Vec<Interval> {
     let t0 = UNIX_EPOCH + Duration::from_millis(1_795_640_400_000);
-    let key = |s: &str, p: u8| FlowKey {
-        src: Some(addr(s, Some(p))),
-        dst: None,
-        proto: None,
-        l4: L4::None,
-        fragment: false,
-        vlan: None,
-    };
+    let key = src_prefix_key;
     let flows = vec![
         (key("10.0.0.0", 24), count(10, 10000)),
         (key("fd00::", 64), count(4, 4000)),

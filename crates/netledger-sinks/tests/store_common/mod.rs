@@ -36,6 +36,18 @@ pub fn addr(s: &str, prefix: Option<u8>) -> Addr {
     }
 }
 
+/// A source-prefix key: `s`/`p`.
+pub fn src_prefix_key(s: &str, p: u8) -> FlowKey {
+    FlowKey {
+        src: Some(addr(s, Some(p))),
+        dst: None,
+        proto: None,
+        l4: L4::None,
+        fragment: false,
+        vlan: None,
+    }
+}
+
 /// A five-tuple key with ports.
 pub fn ports(src: &str, sport: u16, dst: &str, dport: u16, proto: u8) -> FlowKey {
     FlowKey {
@@ -204,14 +216,7 @@ pub fn flows_for(kind: Kind, dir: Direction, i: u64) -> Vec<(FlowKey, Count)> {
             }
         }
         Kind::SrcPrefix => {
-            let k = |s: &str, p: u8| FlowKey {
-                src: Some(addr(s, Some(p))),
-                dst: None,
-                proto: None,
-                l4: L4::None,
-                fragment: false,
-                vlan: None,
-            };
+            let k = src_prefix_key;
             out.push((
                 k("192.0.2.0", 24),
                 count(600 * (i % 3 + 1), 800_000 * (i % 3 + 1)),
