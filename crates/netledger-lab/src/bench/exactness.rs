@@ -155,15 +155,15 @@ fn torn_figure(strategy: Strategy, reader: &str, what: &str, slices: &[Slice]) -
     }
 }
 
+/// What both exactness measurements run with: the options, the writers'
+/// CPUs, the rounds, a `lock` ledger and a `swap` ledger.
+#[derive(Clone, Copy)]
+struct Setup<'a, 'o>(&'a Options<'o>, [usize; 2], usize, &'a Ledger, &'a Ledger);
+
 /// Torn pairs per million reads: `lock` read without and with the lock,
 /// `swap` read through its cuts.
-fn torn_reads(
-    opts: &Options<'_>,
-    cpus: [usize; 2],
-    rounds: usize,
-    lock: &Ledger,
-    swap: &Ledger,
-) -> Result<Vec<Measurement>> {
+fn torn_reads(setup: Setup<'_, '_>) -> Result<Vec<Measurement>> {
+    let Setup(opts, cpus, rounds, lock, swap) = setup;
     let per_reader = opts.size(Duration::from_millis(500), Duration::from_secs(3));
     let slice = per_reader / rounds as u32;
     let flow = Flow::nth(0);
@@ -241,13 +241,8 @@ fn torn_reads(
 
 /// Lost packets per million (and torn cut records) under continuous cuts,
 /// per target, the targets taking turns round by round.
-fn lost_packets(
-    opts: &Options<'_>,
-    cpus: [usize; 2],
-    rounds: usize,
-    lock: &Ledger,
-    swap: &Ledger,
-) -> Result<Vec<Measurement>> {
+fn lost_packets(setup: Setup<'_, '_>) -> Result<Vec<Measurement>> {
+    let Setup(opts, cpus, rounds, lock, swap) = setup;
     // One naive program, reset one way or the other (its `method`): each
     // load costs a verification of the whole bench object.
     let mut naive = NaiveLedger::load(NaiveReset::LookupThenZero)?;
@@ -367,7 +362,8 @@ pub(super) fn run(opts: &Options<'_>) -> Result<Vec<Measurement>> {
     let cpus = writer_cpus()?;
     (opts.progress)("exactness: loading lock and swap ledgers");
     let (lock, swap) = load_ledgers(&LedgerConfig::default())?;
-    let mut out = torn_reads(opts, cpus, rounds, &lock, &swap)?;
-    out.extend(lost_packets(opts, cpus, rounds, &lock, &swap)?);
+    let setup = Setup(opts, cpus, rounds, &lock, &swap);
+    let mut out = torn_reads(setup)?;
+    out.extend(lost_packets(setup)?);
     Ok(out)
 }
