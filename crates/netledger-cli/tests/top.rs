@@ -295,6 +295,16 @@ struct Leftovers {
     db: Option<PathBuf>,
 }
 
+impl Leftovers {
+    fn new(ns: &NetNs, pins: &Path, db: Option<&Path>) -> Leftovers {
+        Leftovers {
+            ns: ns.name().into(),
+            pins: pins.to_path_buf(),
+            db: db.map(Path::to_path_buf),
+        }
+    }
+}
+
 impl Drop for Leftovers {
     fn drop(&mut self) {
         if !self.pins.exists() {
@@ -593,11 +603,7 @@ fn standalone_160x48_exact_counts_keys_and_clean_exit() {
     let bed = Bed::new("a");
     let scratch = Scratch::new();
     let pins = pin_dir(&bed.rx);
-    let _leftovers = Leftovers {
-        ns: bed.rx.name().into(),
-        pins: pins.clone(),
-        db: None,
-    };
+    let _leftovers = Leftovers::new(&bed.rx, &pins, None);
     assert!(programs(&bed.rx).is_empty(), "attached before top started");
     let pane = standalone(&bed, &scratch, (160, 48));
     let s = pane.wait_for("the first interval", |s| s.contains("since start:"));
@@ -782,11 +788,7 @@ fn standalone_80x24_layout() {
     let bed = Bed::new("b");
     let scratch = Scratch::new();
     let pins = pin_dir(&bed.rx);
-    let _leftovers = Leftovers {
-        ns: bed.rx.name().into(),
-        pins: pins.clone(),
-        db: None,
-    };
+    let _leftovers = Leftovers::new(&bed.rx, &pins, None);
     let pane = standalone(&bed, &scratch, (80, 24));
     pane.wait_for("the first interval", |s| s.contains("since start:"));
     let sent = bed.send();
@@ -960,11 +962,7 @@ fn client_of_the_service_attaches_nothing_and_agrees_with_the_store() {
     let db = scratch.0.join("netledger.db");
     let socket = scratch.0.join("s.sock");
     let pins = pin_dir(&bed.rx);
-    let _leftovers = Leftovers {
-        ns: bed.rx.name().into(),
-        pins: pins.clone(),
-        db: Some(db.clone()),
-    };
+    let _leftovers = Leftovers::new(&bed.rx, &pins, Some(&db));
     let mut daemon = Daemon::start(&bed.rx, &db, &socket);
     let service = programs(&bed.rx);
     assert_eq!(service.len(), 1, "the service's program: {}", daemon.said());
@@ -1060,11 +1058,7 @@ fn stdout_not_a_terminal() {
     let bed = Bed::new("d");
     let scratch = Scratch::new();
     let pins = pin_dir(&bed.rx);
-    let _leftovers = Leftovers {
-        ns: bed.rx.name().into(),
-        pins: pins.clone(),
-        db: None,
-    };
+    let _leftovers = Leftovers::new(&bed.rx, &pins, None);
     let file = scratch.0.join("out");
     let out = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", bed.rx.name()))
