@@ -21,16 +21,22 @@ pub fn run(ifaces: Vec<String>, db: &std::path::Path) -> Result<ExitCode> {
     } else {
         ifaces
     };
+    // Every interface's pins first: a name with nothing pinned ends the
+    // command before the store is opened (or created) or anything detached.
+    let services = ifaces
+        .into_iter()
+        .map(|iface| match Service::open_for_down(&iface) {
+            Ok(service) => Ok((iface, service)),
+            // The library's advice (start a watch) is no fix for `down`.
+            Err(netledger::Error::NotRunning { .. }) => Err(anyhow::anyhow!(
+                "nothing to take down on {iface:?}: netledger has no pins for it in this network namespace (`netledger status` lists what is pinned)"
+            )),
+            Err(e) => Err(e.into()),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut store = Store::open(db, Access::ReadWrite)
         .with_context(|| format!("opening the store {}", db.display()))?;
-    for iface in ifaces {
-        let service = Service::open_for_down(&iface).map_err(|e| match e {
-            // The library's advice (start a watch) is no fix for `down`.
-            netledger::Error::NotRunning { .. } => anyhow::anyhow!(
-                "nothing to take down on {iface:?}: netledger has no pins for it in this network namespace (`netledger status` lists what is pinned)"
-            ),
-            e => e.into(),
-        })?;
+    for (iface, service) in services {
         let m = service.manifest().clone();
         let detached = service.detach()?;
         let mut summary = Vec::new();

@@ -527,11 +527,16 @@ fn pin_and_ownership_errors_are_one_clear_line() {
     };
     let down = || bed.netledger(&["down", "--iface", &iface, "--db", &db]);
 
-    // Nothing pinned: nothing to take down.
+    // Nothing pinned: nothing to take down, and no store made for it.
     let e = one_error_line(&down(), &[&iface, "no pins"]);
     assert!(
         !e.contains("netledger watch"),
         "down's fix is not to start a watch: {e}"
+    );
+    assert!(
+        !bed.db.exists(),
+        "down on nothing created {}",
+        bed.db.display()
     );
 
     let mut d = bed.start(&[], &[]);
