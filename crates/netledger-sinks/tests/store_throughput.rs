@@ -1,6 +1,6 @@
-//! How fast a commit writes flow records: rows per second for one cut of
-//! 10,000 flows (always) and of 1,000,000 (ignored; run it in release:
-//! `cargo test --release -p netledger-sinks --test store_throughput -- --ignored --nocapture`).
+//! What a commit of 10,000 flow records writes, and how fast (rows per
+//! second, printed; a figure, not a bound). The benchmark's service part
+//! measures the same at 1,000,000 flows (`netledger bench --only service`).
 //! Each size commits three cuts: the first into a new hour (the per-key
 //! rollup rows are inserted), the second into the same hour with the same
 //! keys (they are updated), the third into the next hour.
@@ -85,10 +85,4 @@ fn measure(n: u32) {
 #[test]
 fn store_throughput_10k() {
     measure(10_000);
-}
-
-#[test]
-#[ignore]
-fn store_throughput_1m() {
-    measure(1_000_000);
 }
