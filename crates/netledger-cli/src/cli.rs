@@ -372,7 +372,7 @@ pub struct BenchArgs {
     /// Draw ns/packet per strategy against the number of keys (SVG).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
-    /// Only these parts, comma-separated: datapath, exactness, drain, reader, real, service.
+    /// Only these parts, comma-separated: datapath, breakdown, exactness, drain, reader, real, cuts.
     #[arg(long, value_name = "PARTS")]
     pub only: Option<String>,
 }

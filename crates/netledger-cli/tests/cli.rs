@@ -137,6 +137,12 @@ fn invalid_flags_are_refused_before_anything_is_attached() {
         assert!(stderr(&o).contains("error"), "{args:?}: {}", stderr(&o));
     }
     assert!(!xdp_attached(&b.ns, "nlc0"), "nothing may stay attached");
+    // A benchmark part that does not exist is named, with the parts there are.
+    let o = netledger(&["bench", "--only", "datapath,service"]);
+    assert_one_line_error(
+        &o,
+        "no benchmark part \"service\"; the parts are datapath, breakdown",
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! What a commit of 10,000 flow records writes, and how fast (rows per
 //! second, printed; a figure, not a bound). The benchmark's service part
-//! measures the same at 1,000,000 flows (`netledger bench --only service`).
+//! measures the same at 1,000,000 flows (`netledger bench --only cuts`).
 //! Each size commits three cuts: the first into a new hour (the per-key
 //! rollup rows are inserted), the second into the same hour with the same
 //! keys (they are updated), the third into the next hour.

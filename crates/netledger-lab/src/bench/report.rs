@@ -330,6 +330,15 @@ pub fn run(args: BenchCli) -> Result<ExitCode> {
         rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 5 }),
         progress: &progress,
     };
+    if let Some(only) = &args.only {
+        let known: Vec<&str> = PARTS.iter().map(|(key, _, _)| *key).collect();
+        if let Some(bad) = only.split(',').map(str::trim).find(|o| !known.contains(o)) {
+            anyhow::bail!(
+                "--only: no benchmark part {bad:?}; the parts are {}",
+                known.join(", ")
+            );
+        }
+    }
     let m = machine();
     let mut out = std::io::stdout().lock();
     writeln!(
