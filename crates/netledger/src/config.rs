@@ -217,24 +217,18 @@ impl Default for LedgerConfig {
 impl LedgerConfig {
     /// Check every value is in its range.
     pub fn validate(&self) -> Result<()> {
-        if let Some(p) = self.prefix4 {
-            if !(1..=32).contains(&p) {
-                return Err(Error::InvalidConfig {
-                    what: "IPv4 prefix length",
-                    value: p.to_string(),
-                    expected: "a prefix length from 1 to 32",
-                });
-            }
-        }
-        if let Some(p) = self.prefix6 {
-            if !(1..=128).contains(&p) {
-                return Err(Error::InvalidConfig {
-                    what: "IPv6 prefix length",
-                    value: p.to_string(),
-                    expected: "a prefix length from 1 to 128",
-                });
-            }
-        }
+        check_prefix(
+            self.prefix4,
+            32,
+            "IPv4 prefix length",
+            "a prefix length from 1 to 32",
+        )?;
+        check_prefix(
+            self.prefix6,
+            128,
+            "IPv6 prefix length",
+            "a prefix length from 1 to 128",
+        )?;
         if self.max_flows == 0 {
             return Err(Error::InvalidConfig {
                 what: "flow map size",
@@ -281,6 +275,23 @@ fn prefix_mask(len: u8, bits: u32) -> u128 {
         0
     } else {
         (all << (bits - len)) & all
+    }
+}
+
+/// A prefix length, when given, from 1 to `max`.
+fn check_prefix(
+    prefix: Option<u8>,
+    max: u8,
+    what: &'static str,
+    expected: &'static str,
+) -> Result<()> {
+    match prefix {
+        Some(p) if !(1..=max).contains(&p) => Err(Error::InvalidConfig {
+            what,
+            value: p.to_string(),
+            expected,
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -192,34 +192,9 @@ pub fn test_run_skb(
     ctx: SkbContext,
     repeat: u32,
 ) -> Result<TestRun> {
-    use std::os::fd::AsRawFd;
-    let ctx_in = ctx.to_bytes();
-    let mut out = vec![0u8; frame.len() + 256];
-    let mut opts = libbpf_sys::bpf_test_run_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _,
-        data_in: frame.as_ptr().cast(),
-        data_size_in: frame.len() as u32,
-        data_out: out.as_mut_ptr().cast(),
-        data_size_out: out.len() as u32,
-        ctx_in: ctx_in.as_ptr().cast(),
-        ctx_size_in: ctx_in.len() as u32,
-        repeat: repeat as i32,
-        ..Default::default()
-    };
-    // SAFETY: opts points at `frame` and `ctx_in` (read) and `out` (written
-    // up to its stated size), all alive for the call.
-    let ret = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
-    if ret < 0 {
-        return Err(Error::TestRun {
-            prog: "a tc program with an skb context",
-            source: std::io::Error::from_raw_os_error(-ret),
-        });
-    }
-    out.truncate(opts.data_size_out as usize);
-    Ok(TestRun {
-        retval: opts.retval,
-        duration_ns: opts.duration,
-        data_out: out,
+    sys::test_run_ctx(prog, frame, &ctx.to_bytes(), repeat).map_err(|source| Error::TestRun {
+        prog: "a tc program with an skb context",
+        source,
     })
 }
 

@@ -543,29 +543,14 @@ impl LockBackend {
                 ..Default::default()
             });
         }
-        if !slots.is_empty() {
-            self.slots
-                .update_batch(
-                    pod::bytes_of_slice(&slots),
-                    pod::bytes_of_slice(&values),
-                    slots.len() as u32,
-                    MapFlags::LOCK,
-                    MapFlags::ANY,
-                )
-                .map_err(map_err("batch update", "nl_slots"))?;
-        }
-        if !new_keys.is_empty() {
-            self.index
-                .update_batch(
-                    pod::bytes_of_slice(&new_keys),
-                    pod::bytes_of_slice(&new_slots),
-                    new_keys.len() as u32,
-                    MapFlags::ANY,
-                    MapFlags::ANY,
-                )
-                .map_err(map_err("batch update", "nl_index"))?;
-        }
-        Ok(())
+        update_batch(&self.slots, &slots, &values, MapFlags::LOCK, "nl_slots")?;
+        update_batch(
+            &self.index,
+            &new_keys,
+            &new_slots,
+            MapFlags::ANY,
+            "nl_index",
+        )
     }
 
     /// Return evicted slots to the free queue. Only after an RCU grace
@@ -770,4 +755,27 @@ impl KeySelector {
         }
         Ok(f)
     }
+}
+
+/// One batch update of `keys` to `values` in `map` (named `name` in errors)
+/// with `elem_flags`; nothing for no keys.
+#[cfg(feature = "lab")]
+fn update_batch<K: pod::Pod, V: pod::Pod>(
+    map: &MapHandle,
+    keys: &[K],
+    values: &[V],
+    elem_flags: MapFlags,
+    name: &'static str,
+) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    map.update_batch(
+        pod::bytes_of_slice(keys),
+        pod::bytes_of_slice(values),
+        keys.len() as u32,
+        elem_flags,
+        MapFlags::ANY,
+    )
+    .map_err(map_err("batch update", name))
 }

@@ -225,6 +225,17 @@ pub struct TestRunOut {
 
 /// BPF_PROG_TEST_RUN: run the program `repeat` times on `data`.
 pub fn test_run(prog: BorrowedFd<'_>, data: &[u8], repeat: u32) -> io::Result<TestRunOut> {
+    test_run_ctx(prog, data, &[], repeat)
+}
+
+/// BPF_PROG_TEST_RUN with a context (`ctx`, e.g. a `__sk_buff`; empty for
+/// none): run the program `repeat` times on `data`.
+pub fn test_run_ctx(
+    prog: BorrowedFd<'_>,
+    data: &[u8],
+    ctx: &[u8],
+    repeat: u32,
+) -> io::Result<TestRunOut> {
     let mut out = vec![0u8; data.len() + 256];
     let mut opts = libbpf_sys::bpf_test_run_opts {
         sz: size_of::<libbpf_sys::bpf_test_run_opts>() as _,
@@ -235,8 +246,12 @@ pub fn test_run(prog: BorrowedFd<'_>, data: &[u8], repeat: u32) -> io::Result<Te
         repeat: repeat as i32,
         ..Default::default()
     };
-    // SAFETY: opts points at `data` (read) and `out` (written up to its
-    // stated size), both alive for the call.
+    if !ctx.is_empty() {
+        opts.ctx_in = ctx.as_ptr().cast();
+        opts.ctx_size_in = ctx.len() as u32;
+    }
+    // SAFETY: opts points at `data` and `ctx` (read) and `out` (written up
+    // to its stated size), all alive for the call.
     check(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) })?;
     out.truncate(opts.data_size_out as usize);
     Ok(TestRunOut {
