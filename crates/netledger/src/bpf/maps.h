@@ -20,4 +20,31 @@
 		__type(value, __u32);                                          \
 	} name SEC(".maps")
 
+/*
+ * A map type (a struct named `tname`, for instances and templates): a
+ * per-CPU hash of `max` entries from `key_type` to `value_type`, each CPU
+ * adding to its own copy of a value.
+ */
+#define NL_PERCPU_HASH_TYPE(tname, key_type, value_type, max)                 \
+	struct tname {                                                         \
+		__uint(type, BPF_MAP_TYPE_PERCPU_HASH);                        \
+		__uint(max_entries, max);                                      \
+		__type(key, key_type);                                         \
+		__type(value, value_type);                                     \
+	}
+
+/*
+ * Strategy swap's generations: `outer`, an array of two maps of type
+ * `struct inner` (its template), holding `g0` and `g1`.
+ */
+#define NL_GENERATIONS(outer, inner, g0, g1)                                   \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);                      \
+		__uint(max_entries, 2);                                        \
+		__type(key, __u32);                                            \
+		__array(values, struct inner);                                 \
+	} outer SEC(".maps") = {                                               \
+		.values = { [0] = &g0, [1] = &g1 },                            \
+	}
+
 #endif /* NETLEDGER_MAPS_H */

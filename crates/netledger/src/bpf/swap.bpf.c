@@ -19,6 +19,7 @@
  * is never modified and its fate never changed: always XDP_PASS.
  */
 #include "parse.h"
+#include "maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -33,12 +34,7 @@ __u32 nl_gen SEC(".data.gen") = 0;
  * A generation's flows: this CPU's counters of each key. Preallocated; the
  * loader sets max_entries to the configured number of flows.
  */
-struct nl_swap_flows_map {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct nl_flow_key);
-	__type(value, struct nl_swap_counter);
-};
+NL_PERCPU_HASH_TYPE(nl_swap_flows_map, struct nl_flow_key, struct nl_swap_counter, 65536);
 
 struct nl_swap_flows_map nl_flows_0 SEC(".maps");
 struct nl_swap_flows_map nl_flows_1 SEC(".maps");
@@ -50,21 +46,8 @@ struct nl_swap_flows_map nl_flows_1 SEC(".maps");
  * outer map and closes it right after, so one entry is enough: a full-size
  * preallocated template would cost as much memory as a generation.
  */
-struct nl_swap_flows_tmpl {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1);
-	__type(key, struct nl_flow_key);
-	__type(value, struct nl_swap_counter);
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__array(values, struct nl_swap_flows_tmpl);
-} nl_swap_flows SEC(".maps") = {
-	.values = { [0] = &nl_flows_0, [1] = &nl_flows_1 },
-};
+NL_PERCPU_HASH_TYPE(nl_swap_flows_tmpl, struct nl_flow_key, struct nl_swap_counter, 1);
+NL_GENERATIONS(nl_swap_flows, nl_swap_flows_tmpl, nl_flows_0, nl_flows_1);
 
 /* A generation's conservation buckets, per CPU. */
 struct nl_swap_stats_map {
@@ -77,14 +60,7 @@ struct nl_swap_stats_map {
 struct nl_swap_stats_map nl_stats_0 SEC(".maps");
 struct nl_swap_stats_map nl_stats_1 SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__array(values, struct nl_swap_stats_map);
-} nl_swap_stats SEC(".maps") = {
-	.values = { [0] = &nl_stats_0, [1] = &nl_stats_1 },
-};
+NL_GENERATIONS(nl_swap_stats, nl_swap_stats_map, nl_stats_0, nl_stats_1);
 
 #define EEXIST_ 17
 
