@@ -442,36 +442,12 @@ struct {
 	__type(value, __u32);
 } nl_m_gen SEC(".maps");
 
-NL_PERCPU_HASH_TYPE(nl_m_flows_map, struct nl_flow_key, struct nl_m_swap_counter, 65536);
-
-struct nl_m_flows_map nl_m_flows_0 SEC(".maps");
-struct nl_m_flows_map nl_m_flows_1 SEC(".maps");
-
-NL_PERCPU_HASH_TYPE(nl_m_flows_tmpl, struct nl_flow_key, struct nl_m_swap_counter, 1);
-
-NL_GENERATIONS(nl_m_swap_flows, nl_m_flows_tmpl, nl_m_flows_0, nl_m_flows_1);
+NL_SWAP_FLOWS(nl_m_swap_flows, nl_m_flows_0, nl_m_flows_1, struct nl_flow_key, struct nl_m_swap_counter);
 
 /* The same flows keyed by struct nl_m_key4 (IPv4 frames only). */
-NL_PERCPU_HASH_TYPE(nl_m_flows4_map, struct nl_m_key4, struct nl_m_swap_counter, 65536);
+NL_SWAP_FLOWS(nl_m_swap_flows4, nl_m_flows4_0, nl_m_flows4_1, struct nl_m_key4, struct nl_m_swap_counter);
 
-struct nl_m_flows4_map nl_m_flows4_0 SEC(".maps");
-struct nl_m_flows4_map nl_m_flows4_1 SEC(".maps");
-
-NL_PERCPU_HASH_TYPE(nl_m_flows4_tmpl, struct nl_m_key4, struct nl_m_swap_counter, 1);
-
-NL_GENERATIONS(nl_m_swap_flows4, nl_m_flows4_tmpl, nl_m_flows4_0, nl_m_flows4_1);
-
-struct nl_m_stats_map {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct nl_stats);
-};
-
-struct nl_m_stats_map nl_m_stats_0 SEC(".maps");
-struct nl_m_stats_map nl_m_stats_1 SEC(".maps");
-
-NL_GENERATIONS(nl_m_swap_stats, nl_m_stats_map, nl_m_stats_0, nl_m_stats_1);
+NL_SWAP_STATS(nl_m_swap_stats, nl_m_stats_0, nl_m_stats_1);
 
 /* Both generations' stats in one array, indexed by generation. */
 struct {

@@ -47,4 +47,30 @@
 		.values = { [0] = &g0, [1] = &g1 },                            \
 	}
 
+/*
+ * Strategy swap's flows: `outer` holding two per-CPU hashes `g0` and `g1`
+ * of `key_type` to `value_type` (type `outer`_map; the loader sets their
+ * size), with a one-entry template (`outer`_tmpl): libbpf creates the
+ * template only to create the outer map and closes it right after, and a
+ * hash's size is not among what the kernel checks when a slot is set.
+ */
+#define NL_SWAP_FLOWS(outer, g0, g1, key_type, value_type)                     \
+	NL_PERCPU_HASH_TYPE(outer##_map, key_type, value_type, 65536);         \
+	struct outer##_map g0 SEC(".maps");                                    \
+	struct outer##_map g1 SEC(".maps");                                    \
+	NL_PERCPU_HASH_TYPE(outer##_tmpl, key_type, value_type, 1);            \
+	NL_GENERATIONS(outer, outer##_tmpl, g0, g1)
+
+/* Strategy swap's buckets: `outer` holding two per-CPU struct nl_stats, `g0` and `g1`. */
+#define NL_SWAP_STATS(outer, g0, g1)                                           \
+	struct outer##_map {                                                   \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                       \
+		__uint(max_entries, 1);                                        \
+		__type(key, __u32);                                            \
+		__type(value, struct nl_stats);                                \
+	};                                                                     \
+	struct outer##_map g0 SEC(".maps");                                    \
+	struct outer##_map g1 SEC(".maps");                                    \
+	NL_GENERATIONS(outer, outer##_map, g0, g1)
+
 #endif /* NETLEDGER_MAPS_H */

@@ -31,36 +31,14 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 __u32 nl_gen SEC(".data.gen") = 0;
 
 /*
- * A generation's flows: this CPU's counters of each key. Preallocated; the
- * loader sets max_entries to the configured number of flows.
+ * A generation's flows: this CPU's counters of each key, in nl_flows_0 and
+ * nl_flows_1 (preallocated; the loader sets their size to the configured
+ * number of flows), held by nl_swap_flows.
  */
-NL_PERCPU_HASH_TYPE(nl_swap_flows_map, struct nl_flow_key, struct nl_swap_counter, 65536);
-
-struct nl_swap_flows_map nl_flows_0 SEC(".maps");
-struct nl_swap_flows_map nl_flows_1 SEC(".maps");
-
-/*
- * The outer map's inner-map template: the same type, key, value and flags
- * as the real inner maps (the kernel checks those when a slot is set; a
- * hash's max_entries is not checked). libbpf creates it only to create the
- * outer map and closes it right after, so one entry is enough: a full-size
- * preallocated template would cost as much memory as a generation.
- */
-NL_PERCPU_HASH_TYPE(nl_swap_flows_tmpl, struct nl_flow_key, struct nl_swap_counter, 1);
-NL_GENERATIONS(nl_swap_flows, nl_swap_flows_tmpl, nl_flows_0, nl_flows_1);
+NL_SWAP_FLOWS(nl_swap_flows, nl_flows_0, nl_flows_1, struct nl_flow_key, struct nl_swap_counter);
 
 /* A generation's conservation buckets, per CPU. */
-struct nl_swap_stats_map {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct nl_stats);
-};
-
-struct nl_swap_stats_map nl_stats_0 SEC(".maps");
-struct nl_swap_stats_map nl_stats_1 SEC(".maps");
-
-NL_GENERATIONS(nl_swap_stats, nl_swap_stats_map, nl_stats_0, nl_stats_1);
+NL_SWAP_STATS(nl_swap_stats, nl_stats_0, nl_stats_1);
 
 #define EEXIST_ 17
 
