@@ -6,7 +6,7 @@
 mod store_common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -396,28 +396,33 @@ fn the_sink_commits_each_interval_and_numbers_unnumbered_ones() {
     assert_eq!(store.last_seq(id).unwrap(), Some(7));
 }
 
-/// The environment variable telling the child test where to commit.
+/// Where [`cuts_commit_one_after_another`] commits when the kill test runs
+/// it (until killed); without it, the test commits a few cuts of its own.
 const CHILD_DB: &str = "NETLEDGER_STORE_TEST_CHILD_DB";
 
 /// Flow records per cut in the kill test.
 const KILL_FLOWS: u32 = 20_000;
 
-/// The child of the kill test: commit cuts until killed. Ignored: it runs
-/// only when the kill test starts it.
+/// Cuts of [`KILL_FLOWS`] records, committed one after another: three into
+/// a store of its own, checked; run by the kill test, as many as it takes
+/// to be killed.
 #[test]
-#[ignore]
-fn child_commits_until_killed() {
-    let Some(path) = std::env::var_os(CHILD_DB) else {
-        return;
+fn cuts_commit_one_after_another() {
+    let own = tempfile::tempdir().unwrap();
+    let (path, cuts) = match std::env::var_os(CHILD_DB) {
+        Some(path) => (PathBuf::from(path), 10_000u64),
+        None => (own.path().join("h.db"), 3),
     };
     let mut s = Store::open(&path, Access::ReadWrite).unwrap();
     let id = s.ledger(&info("eth0", Direction::In)).unwrap();
-    for seq in 1..10_000u64 {
+    for seq in 1..=cuts {
         let mut iv = cut(seq);
         iv.flows = many_flows(KILL_FLOWS, seq as u32);
         iv.buckets = buckets_for(&iv.flows, seq);
         s.commit(id, &iv).unwrap();
     }
+    assert_eq!(s.last_seq(id).unwrap(), Some(cuts));
+    assert_eq!(rows(&path, "flow"), (cuts * u64::from(KILL_FLOWS)) as i64);
 }
 
 #[test]
@@ -428,12 +433,7 @@ fn a_kill_during_commits_loses_nothing_and_counts_nothing_twice() {
     let exe = std::env::current_exe().unwrap();
     for round in 0..3u64 {
         let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "child_commits_until_killed",
-                "--ignored",
-                "--nocapture",
-            ])
+            .args(["--exact", "cuts_commit_one_after_another", "--nocapture"])
             .env(CHILD_DB, &path)
             .spawn()
             .unwrap();
