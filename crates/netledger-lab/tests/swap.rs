@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{arp, pin_to, serial, two_cpus_or_skip, A4, A6, B4, B6, MAC_DST, MAC_SRC};
+use common::{arp, pin_to, serial, two_writer_cpus, A4, A6, B4, B6, MAC_DST, MAC_SRC};
 use etherparse::{IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, PacketBuilder, VlanId};
 use netledger::lab::types::NR_BUCKETS;
 use netledger::{
@@ -453,9 +453,7 @@ fn bytes_are_frame_length_times_packets() {
 
 #[test]
 fn per_cpu_copies_add_up() {
-    let Some(cpus) = two_cpus_or_skip() else {
-        return;
-    };
+    let cpus = two_writer_cpus();
     let _serial = serial();
     let ledger = swap_ledger(config(Strategy::Swap));
     let f = udp4(A4, B4, 1234, 80, 30);
@@ -478,9 +476,7 @@ fn per_cpu_copies_add_up() {
 fn concurrent_cuts_lose_nothing() {
     const CALLS: u32 = 20;
     const REPEAT: u32 = 100_000;
-    let Some(cpus) = two_cpus_or_skip() else {
-        return;
-    };
+    let cpus = two_writer_cpus();
     let _serial = serial();
     let ledger = swap_ledger(config(Strategy::Swap));
     let frames = [udp4(A4, B4, 1, 2, 22), udp6(A6, B6, 3, 4)];
@@ -599,4 +595,39 @@ fn a_cut_waits_for_a_grace_period() {
         min(&cuts),
         min(&graces)
     );
+}
+
+/// A cut is finished once, and only while it is the open one: finishing it
+/// again, or a stale cut after a later take, is refused and clears nothing.
+#[test]
+fn only_the_open_cut_is_finished() {
+    let _serial = serial();
+    for strategy in [Strategy::Swap, Strategy::Lock] {
+        let ledger = Ledger::load(config(strategy)).expect("loading (needs root)");
+        let f = udp4(A4, B4, 1234, 80, 30);
+        feed(&ledger, &f, 5);
+        let first = ledger.take_cut().expect("take");
+        ledger.finish_cut(&first).expect("finish");
+        let again = ledger.finish_cut(&first).expect_err("finished twice");
+        assert!(
+            matches!(again, netledger::Error::CutNotOpen { .. }),
+            "{strategy}: {again}"
+        );
+        // A stale cut, after the next one is taken: the next one's counts stay.
+        feed(&ledger, &f, 7);
+        let second = ledger.take_cut().expect("take");
+        assert!(ledger.finish_cut(&first).is_err(), "{strategy}: stale cut");
+        let retaken = ledger.take_cut().expect("the open cut again");
+        assert_eq!(retaken.interval.seq, second.interval.seq, "{strategy}");
+        assert_eq!(
+            retaken.interval.flows, second.interval.flows,
+            "{strategy}: nothing was cleared"
+        );
+        ledger.finish_cut(&retaken).expect("finish");
+        assert_eq!(
+            second.interval.flows[0].1,
+            count(7, 7 * f.len() as u64),
+            "{strategy}"
+        );
+    }
 }

@@ -189,6 +189,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A cut finished that is not the open one (finished before, or taken
+    /// before another cut was).
+    #[error("cut {seq} is not the open cut (finish each cut once, right after taking it)")]
+    CutNotOpen {
+        /// The cut's number.
+        seq: u64,
+    },
     /// A CPU never showed a settled copy of its statistics.
     #[error("CPU {cpu}'s statistics never settled in {tries} reads (a CPU stayed mid-update)")]
     StatsUnsettled {

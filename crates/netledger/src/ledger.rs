@@ -204,8 +204,9 @@ impl Ledger {
         self.grace.wait().map_err(map_err("update", "nl_grace"))
     }
 
-    /// The conservation buckets since load (strategy `lock`) or since the
-    /// last cut (`swap`), from a settled reading.
+    /// The conservation buckets since load (strategy `lock`, from a settled
+    /// reading) or since the last cut (`swap`, one plain reading: exact when
+    /// no frame is in flight).
     pub fn buckets(&self) -> Result<Buckets> {
         match &self.backend {
             Backend::Lock(b) => b.buckets(),
@@ -352,6 +353,12 @@ impl Ledger {
     pub fn finish_cut(&self, cut: &PendingCut) -> Result<()> {
         let _one = self.cutting.lock().unwrap_or_else(|e| e.into_inner());
         let (seq, end) = (cut.interval.seq, cut.interval.end);
+        // Only the open cut: clearing a stale one would clear what a later
+        // cut's take left live (swap) or overwrite its control record.
+        let open = self.ctl.read()?;
+        if open.phase != ctl::OPEN || open.seq != seq {
+            return Err(Error::CutNotOpen { seq });
+        }
         match (&self.backend, &cut.taken) {
             (Backend::Lock(b), Taken::Lock(t)) => {
                 b.finish(&self.ctl, t, seq, end, || self.wait_for_programs())

@@ -9,8 +9,10 @@
 //!
 //! Module map: `skel` (the generated skeletons and the C types), `config`,
 //! `key` and `record` (the record model), `sink`; `load`, `attach`, `pin`,
-//! `maps`, `stats`, `sys` (loading, attaching, pinning, map access); `lock`
-//! and `swap` (the strategies); `ledger` (the facade over both). The facade
+//! `maps`, `stats`, `sys` (loading, attaching, pinning, map access); `ctl`
+//! (the cut control record); `lock` and `swap` (the strategies); `ledger`
+//! (the facade over both) and `service` (the daemon's pins and links);
+//! `wire` (an interval between netledger's processes). The facade
 //! depends on the backends and they on the lower modules, never the reverse.
 
 mod attach;

@@ -1,6 +1,6 @@
 //! Reading the per-CPU conservation counters (`struct nl_stats`).
 //!
-//! The data path bumps `started`, adds to `seen` and the frame's bucket, then
+//! The `lock` data path bumps `started`, adds to `seen` and the frame's bucket, then
 //! bumps `done` (compiler barriers between; XDP and tc run with preemption
 //! off, so one CPU's value has one writer at a time). The syscall copies
 //! each CPU's value forward in 8-byte words, so a copy reads `done` first and

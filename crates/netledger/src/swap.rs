@@ -329,7 +329,6 @@ impl SwapBackend {
         let mut flows = Vec::new();
         sys::walk_percpu(
             st.flows[g as usize].as_fd(),
-            false,
             self.ncpus,
             chunk,
             |key: nl_flow_key, per_cpu: &mut dyn Iterator<Item = nl_swap_counter>| {

@@ -51,7 +51,7 @@ pub fn lookup_batch<K: Pod, V: Pod>(
     out: &mut Vec<(K, V)>,
 ) -> io::Result<()> {
     let (ks, vs) = (size_of::<K>(), size_of::<V>());
-    batch_walk(fd, false, elem_flags, chunk, ks, vs, |keys, vals, n| {
+    batch_walk(fd, elem_flags, chunk, ks, vs, |keys, vals, n| {
         for i in 0..n {
             out.push((
                 pod::from_bytes(&keys[i * ks..]),
@@ -62,12 +62,10 @@ pub fn lookup_batch<K: Pod, V: Pod>(
 }
 
 /// Every key of a per-CPU hash map with its values of every possible CPU,
-/// `chunk` keys per syscall; with `delete`, each batch is also removed
-/// (BPF_MAP_LOOKUP_AND_DELETE_BATCH). Only exact while nothing writes the
-/// map: a copy and a writer's addition are not ordered.
+/// `chunk` keys per syscall. Only exact while nothing writes the map: a
+/// copy and a writer's addition are not ordered.
 pub fn walk_percpu<K: Pod, V: Pod>(
     fd: BorrowedFd<'_>,
-    delete: bool,
     ncpus: usize,
     chunk: u32,
     mut each: impl FnMut(K, &mut dyn Iterator<Item = V>),
@@ -75,7 +73,7 @@ pub fn walk_percpu<K: Pod, V: Pod>(
     let stride = percpu_stride::<V>();
     let per_key = stride * ncpus;
     let ks = size_of::<K>();
-    batch_walk(fd, delete, 0, chunk, ks, per_key, |keys, vals, n| {
+    batch_walk(fd, 0, chunk, ks, per_key, |keys, vals, n| {
         for i in 0..n {
             let base = i * per_key;
             let mut per_cpu = (0..ncpus).map(|c| pod::from_bytes::<V>(&vals[base + c * stride..]));
@@ -89,7 +87,6 @@ pub fn walk_percpu<K: Pod, V: Pod>(
 /// hash bucket does not fit in it (`ENOSPC`).
 fn batch_walk(
     fd: BorrowedFd<'_>,
-    delete: bool,
     elem_flags: u64,
     chunk: u32,
     key_len: usize,
@@ -108,11 +105,6 @@ fn batch_walk(
         elem_flags,
         flags: 0,
     };
-    let call = if delete {
-        libbpf_sys::bpf_map_lookup_and_delete_batch
-    } else {
-        libbpf_sys::bpf_map_lookup_batch
-    };
     loop {
         keys.resize(chunk as usize * key_len, 0);
         vals.resize(chunk as usize * val_len, 0);
@@ -126,7 +118,7 @@ fn batch_walk(
         // the sizes the map was created with; the tokens have room for the
         // kernel's u32 bucket index; opts is a valid bpf_map_batch_opts.
         let ret = unsafe {
-            call(
+            libbpf_sys::bpf_map_lookup_batch(
                 fd.as_raw_fd(),
                 in_ptr,
                 token_out.as_mut_ptr().cast(),

@@ -3,10 +3,9 @@
 //! object per interval. The JSON-lines records of `watch` are for people
 //! and tools; this is for netledger's own processes.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use serde::{Deserialize, Serialize};
 
+use crate::ctl;
 use crate::key::{Addr, FlowKey, L4};
 use crate::record::{Bucket, Buckets, Count, Direction, Interval};
 
@@ -46,12 +45,6 @@ pub struct WireInterval {
     evicted: u64,
 }
 
-fn ns(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 fn addr(s: &str) -> Option<Addr> {
     let (ip, prefix) = match s.split_once('/') {
         Some((ip, p)) => (ip.parse().ok()?, p.parse().ok()?),
@@ -70,8 +63,8 @@ impl Interval {
             iface: self.iface.clone(),
             dir: self.dir,
             seq: self.seq,
-            start_ns: ns(self.start),
-            end_ns: ns(self.end),
+            start_ns: ctl::ns(self.start),
+            end_ns: ctl::ns(self.end),
             flows: self
                 .flows
                 .iter()
@@ -136,13 +129,8 @@ impl Interval {
         }
         buckets.reroutes = w.reroutes;
         buckets.evicted = w.evicted;
-        let mut iv = Interval::new(
-            UNIX_EPOCH + Duration::from_nanos(w.start_ns),
-            UNIX_EPOCH + Duration::from_nanos(w.end_ns),
-            flows,
-            buckets,
-        )
-        .labelled(&w.iface, w.dir);
+        let mut iv = Interval::new(ctl::time(w.start_ns), ctl::time(w.end_ns), flows, buckets)
+            .labelled(&w.iface, w.dir);
         iv.seq = w.seq;
         Ok(iv)
     }
@@ -151,6 +139,7 @@ impl Interval {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn an_interval_survives_the_wire() {

@@ -40,16 +40,11 @@ pub fn two_cpus() -> Result<[usize; 2], Vec<usize>> {
     }
 }
 
-/// Two CPUs to pin the writers to, or None after saying the test is
-/// skipped (with one CPU a reader can never overlap a writer).
-pub fn two_cpus_or_skip() -> Option<[usize; 2]> {
-    match two_cpus() {
-        Ok(cpus) => Some(cpus),
-        Err(_) => {
-            eprintln!("SKIPPED: needs at least two CPUs");
-            None
-        }
-    }
+/// Two CPUs to pin the writers to; fails the test on a machine with one
+/// (a reader can never overlap a writer there).
+#[track_caller]
+pub fn two_writer_cpus() -> [usize; 2] {
+    two_cpus().unwrap_or_else(|cpus| panic!("needs at least two CPUs, has {cpus:?}"))
 }
 
 /// The Ethernet addresses of crafted frames.

@@ -10,7 +10,8 @@
  *
  * Everything (length, key) is computed before a lock is taken; locked
  * regions hold only loads, stores and additions. The frame is never modified
- * and its fate never changed: the data path always returns XDP_PASS.
+ * and its fate never changed: the data path always passes it (XDP_PASS at
+ * XDP, TC_ACT_UNSPEC at tc).
  */
 #include "parse.h"
 #include "maps.h"

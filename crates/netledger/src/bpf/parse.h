@@ -385,7 +385,8 @@ static __always_inline __u32 tc_outer_tag(struct __sk_buff *skb)
 
 /*
  * The linear part of a tc program's skb, with the headers pulled into it if
- * they were not (this moves bytes within the skb; the packet is unchanged).
+ * they were not (the packet's bytes stay as they are; the skb's head may be
+ * copied, a clone's at egress).
  */
 static __always_inline void tc_headers(struct __sk_buff *skb, void **data, void **end)
 {

@@ -16,7 +16,8 @@
  * account_begin/account_end as in strategy lock).
  *
  * Everything (length, key) is computed before a map is touched. The frame
- * is never modified and its fate never changed: always XDP_PASS.
+ * is never modified and its fate never changed: always passed (XDP_PASS,
+ * TC_ACT_UNSPEC at tc).
  */
 #include "parse.h"
 #include "maps.h"
