@@ -61,6 +61,9 @@ impl Exports {
     fn hand(&mut self, iv: &Interval, to_metrics: bool) {
         if let Some(x) = &mut self.ipfix {
             let _ = x.interval(iv);
+            for change in x.take_changes() {
+                eprintln!("netledger: ipfix: {change}");
+            }
             if let Some(m) = &mut self.metrics {
                 for (url, n) in x.dropped() {
                     m.export_dropped(&url, n);

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1029,13 +1030,21 @@ fn run_counters_stay_exact_after_a_kill_between_commit_and_clear() {
     first.wait_until("commit a cut with traffic", Duration::from_secs(30), |p| {
         committed_with_traffic(&p.stderr())
     });
-    first.signal_and_wait(libc::SIGKILL, Duration::from_secs(10));
+    let status = first.signal_and_wait(libc::SIGKILL, Duration::from_secs(10));
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "run1 was still running when killed\n{}",
+        first.output()
+    );
 
-    let mut second = svc.start("run2", &[], false);
+    let mut second = svc.start("run2", &[], true);
     second.wait_for_output(
         "finishing the cut a previous process left open",
         Duration::from_secs(30),
     );
+    // The kill came between the commit and the clear: the store has it.
+    second.wait_for_output("already committed", Duration::from_secs(30));
     wait_summaries(&mut second, 3);
     let (_, after) = scrape(&bed, svc.addr, None);
     stop_clean(&mut second, libc::SIGTERM);
@@ -2031,6 +2040,14 @@ fn ipfix_collector_down_keeps_cutting_and_counts_drops() {
     drop(trickle);
     assert!(status.success(), "exit {status}:\n{}", watch.output());
     assert!(!watch.stderr().contains("panicked"), "{}", watch.output());
+    // One log line when the TCP collector starts dropping, not one per cut.
+    let said = format!("netledger: ipfix: {tcp}: dropping records until it is reachable");
+    assert_eq!(
+        watch.stderr().matches(&said).count(),
+        1,
+        "{}",
+        watch.output()
+    );
     let took = started.elapsed();
 
     let mut dropped = Vec::new();

@@ -18,6 +18,11 @@ const ACTIVE_TIMEOUT: u8 = 2;
 pub struct IpfixSink {
     exporter: Exporter,
     collectors: Vec<String>,
+    /// Per collector: records dropped so far, and whether the last interval
+    /// dropped some (to say so once when that changes).
+    dropping: Vec<(u64, bool)>,
+    /// What changed at the last interval, for the caller to log.
+    changes: Vec<String>,
 }
 
 fn ms(t: std::time::SystemTime) -> u64 {
@@ -30,7 +35,9 @@ impl IpfixSink {
         let collectors = config.collectors.clone();
         Ok(IpfixSink {
             exporter: Exporter::new(config)?,
+            dropping: vec![(0, false); collectors.len()],
             collectors,
+            changes: Vec::new(),
         })
     }
 
@@ -41,6 +48,12 @@ impl IpfixSink {
             .enumerate()
             .map(|(i, c)| (c.clone(), self.exporter.dropped_total(i).unwrap_or(0)))
             .collect()
+    }
+
+    /// What changed at the last interval (a collector that started or
+    /// stopped dropping records), one line each, for the log.
+    pub fn take_changes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.changes)
     }
 
     /// The records of one interval.
@@ -105,7 +118,26 @@ impl Sink for IpfixSink {
     fn interval(&mut self, iv: &Interval) -> Result<(), SinkError> {
         let (flows, buckets) = IpfixSink::records(iv);
         // A collector that is down drops and counts; it never fails the cut.
-        let _report = self.exporter.export(&flows, &[buckets]);
+        let report = self.exporter.export(&flows, &[buckets]);
+        let why = report
+            .errors
+            .first()
+            .map_or_else(|| "send failed".to_string(), |e| e.to_string());
+        for (i, url) in self.collectors.iter().enumerate() {
+            let total = self.exporter.dropped_total(i).unwrap_or(0);
+            let (before, was) = self.dropping[i];
+            let now = total > before;
+            if now && !was {
+                self.changes.push(format!(
+                    "{url}: dropping records until it is reachable ({why}); they are counted"
+                ));
+            } else if was && !now {
+                self.changes.push(format!(
+                    "{url}: reachable again ({total} records dropped so far)"
+                ));
+            }
+            self.dropping[i] = (total, now);
+        }
         Ok(())
     }
 }

@@ -275,6 +275,11 @@ fn key_labels(k: &FlowKey) -> Vec<(&'static str, String)> {
         out.push(("icmp_type", t.to_string()));
         out.push(("icmp_code", c.to_string()));
     }
+    // A non-first fragment is a key of its own (no L4 fields): without this
+    // label it would share the series of its protocol's whole datagrams.
+    if k.fragment {
+        out.push(("fragment", "true".into()));
+    }
     if let Some(v) = k.vlan {
         out.push(("vlan", v.to_string()));
     }
@@ -293,5 +298,38 @@ impl Sink for MetricsSink {
         self.track_flows(iv);
         self.publish()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use netledger::{Addr, L4};
+
+    use super::*;
+
+    /// A non-first fragment of a protocol without ports and that protocol's
+    /// whole datagrams are two keys: two label sets, never one series.
+    #[test]
+    fn a_fragment_key_has_labels_of_its_own() {
+        let addr = |d| Addr {
+            ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, d)),
+            prefix: 32,
+        };
+        let whole = FlowKey {
+            src: Some(addr(1)),
+            dst: Some(addr(2)),
+            proto: Some(47),
+            l4: L4::None,
+            fragment: false,
+            vlan: None,
+        };
+        let fragment = FlowKey {
+            fragment: true,
+            ..whole
+        };
+        assert_ne!(key_labels(&whole), key_labels(&fragment));
+        assert!(key_labels(&fragment).contains(&("fragment", "true".to_string())));
     }
 }

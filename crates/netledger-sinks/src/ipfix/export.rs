@@ -12,7 +12,8 @@
 //!   is retried with exponential backoff ([`ExporterConfig::backoff_initial`]
 //!   doubling up to [`ExporterConfig::backoff_max`]); the first retry after
 //!   a connection is lost is immediate. Connects and writes have short
-//!   timeouts so an export call never blocks for long.
+//!   timeouts, so a collector that is down or stops reading never holds an
+//!   export call for long (one that reads slowly is waited for).
 //!
 //! Records that cannot be delivered (collector down, send error) are dropped
 //! and counted per collector: export never waits for a collector and never
@@ -317,9 +318,10 @@ impl Exporter {
     ///
     /// `now` drives template refresh and reconnect backoff; `wall` gives the
     /// messages' export time. Invalid records are refused (reported, sent to
-    /// nobody); the rest go out in the order given. Never panics and never
-    /// blocks longer than one connect timeout plus one write timeout per
-    /// TCP collector.
+    /// nobody); the rest go out in the order given. Never panics. A TCP
+    /// collector costs at most one connect timeout when it is down, and one
+    /// write timeout when it stops reading (its connection is then dropped);
+    /// one that keeps reading, however slowly, is waited for.
     pub fn export_at(
         &mut self,
         now: Instant,
