@@ -53,7 +53,9 @@ pub fn run(ifaces: Vec<String>, db: &std::path::Path) -> Result<ExitCode> {
                 let reopened = ledger.has_open_cut()?;
                 let cut = ledger.take_cut()?;
                 store.commit(id, &cut.interval).with_context(|| {
-                    format!("committing the last counts of {iface}; nothing was removed")
+                    format!(
+                        "committing the last counts of {iface} (it is detached and no longer counting; its pins and counts are kept: fix the store, then `netledger down --iface {iface}` again, or `netledger run` to count again)"
+                    )
                 })?;
                 ledger.finish_cut(&cut)?;
                 if !reopened {

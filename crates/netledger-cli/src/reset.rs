@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Result;
-use netledger::{Bucket, Buckets, Count, Direction, Interval, KeySelector, Ledger};
+use netledger::{Bucket, Buckets, Count, Interval, KeySelector, Ledger};
 
 use crate::cli::ResetArgs;
 
@@ -33,7 +33,7 @@ pub fn run(args: ResetArgs) -> Result<ExitCode> {
     buckets.add_to(Bucket::Seen, total);
     buckets.add_to(Bucket::Counted, total);
     let n = taken.len();
-    let iv = Interval::new(start, end, taken, buckets).labelled(&args.iface, Direction::In);
+    let iv = Interval::new(start, end, taken, buckets).labelled(&args.iface, ledger.direction());
 
     let stdout = io::stdout();
     let mut sink =

@@ -20,7 +20,7 @@ use netledger_sinks::store::{Access, Committed, LedgerId, LedgerInfo, Store};
 
 use crate::exports::Exports;
 use crate::settings::Settings;
-use crate::signals::{install_stop_handlers, sleep_until, stop_requested};
+use crate::signals::{install_stop_handlers, stop_requested, Ticker};
 use crate::socket::{self, Hello};
 
 /// Test hooks, read once: a pause inside every cut (to widen the windows a
@@ -39,6 +39,17 @@ impl Faults {
             .map(Duration::from_millis)
             .unwrap_or_default();
         let clear_first = std::env::var_os("NETLEDGER_TEST_CLEAR_BEFORE_COMMIT").is_some();
+        // Never silent: each one is for crash tests only.
+        if !delay.is_zero() {
+            eprintln!(
+                "netledger: warning: NETLEDGER_TEST_CUT_DELAY_MS is set: every step of a cut waits {delay:?} (a test setting; unset it)"
+            );
+        }
+        if clear_first {
+            eprintln!(
+                "netledger: warning: NETLEDGER_TEST_CLEAR_BEFORE_COMMIT is set: cuts are cleared before they are committed, and a crash LOSES COUNTS (a test setting; unset it)"
+            );
+        }
         Faults { delay, clear_first }
     }
 
@@ -199,12 +210,10 @@ pub fn run(s: Settings, _: (), verbose: bool) -> Result<ExitCode> {
         }
     }
 
-    let started = Instant::now();
-    let mut ticks = 0u32;
+    let mut ticker = Ticker::new(s.interval);
     let mut last_prune = Instant::now() - Duration::from_secs(3600);
     loop {
-        ticks += 1;
-        sleep_until(started + s.interval * ticks);
+        ticker.wait();
         let stopping = stop_requested();
         for c in &mut counted {
             check_links(c);

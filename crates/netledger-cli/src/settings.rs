@@ -163,7 +163,7 @@ pub fn resolve(a: RunArgs) -> Result<(Settings, ())> {
     let retention = match a.retention.as_deref().or(f.retention.as_deref()) {
         Some(v) => parse_duration_in(v, 60.0, 10.0 * 365.0 * 86400.0)
             .map_err(|e| anyhow::anyhow!("retention: {e}"))?,
-        None => Duration::from_secs(48 * 3600),
+        None => netledger_sinks::store::DEFAULT_FLOW_RETENTION,
     };
     let mut exports = a.exports;
     if exports.metrics.is_none() {

@@ -32,6 +32,41 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
+/// A period's deadlines: `every` apart from a start, and never in the past,
+/// so that after a stall (a slow commit, a blocked client) the next one is a
+/// whole period away instead of a burst of cuts catching up.
+pub struct Ticker {
+    next: Instant,
+    every: Duration,
+}
+
+impl Ticker {
+    /// The first deadline one period from now.
+    pub fn new(every: Duration) -> Ticker {
+        Ticker {
+            next: Instant::now() + every,
+            every,
+        }
+    }
+
+    /// The next deadline.
+    pub fn due(&self) -> Instant {
+        self.next
+    }
+
+    /// On to the deadline after: a period later, or a period from now if
+    /// that is later.
+    pub fn advance(&mut self) {
+        self.next = (self.next + self.every).max(Instant::now() + self.every);
+    }
+
+    /// Sleep until the next deadline (or a stop request), then advance.
+    pub fn wait(&mut self) {
+        sleep_until(self.next);
+        self.advance();
+    }
+}
+
 /// Sleep until `deadline` or a stop request, whichever comes first.
 pub fn sleep_until(deadline: Instant) {
     while !stop_requested() {

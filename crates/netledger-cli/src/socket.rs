@@ -4,7 +4,7 @@
 //! The socket is 0600: its owner (root, or the service's user) alone.
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -46,15 +46,27 @@ impl Server {
                 let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750));
             }
         }
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            // Only a socket nobody listens on is replaced: never another
+            // kind of file, nor a socket this process may not connect to.
+            if !meta.file_type().is_socket() {
                 bail!(
-                    "another netledger run is serving the control socket {}; pass --socket PATH",
+                    "{} exists and is not a socket; pass --socket PATH",
                     path.display()
                 );
             }
-            std::fs::remove_file(path)
-                .with_context(|| format!("removing the stale socket {}", path.display()))?;
+            match UnixStream::connect(path) {
+                Ok(_) => bail!(
+                    "another netledger run is serving the control socket {}; pass --socket PATH",
+                    path.display()
+                ),
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+                    .with_context(|| format!("removing the stale socket {}", path.display()))?,
+                Err(e) => bail!(
+                    "cannot tell whether the control socket {} is in use ({e}); pass --socket PATH",
+                    path.display()
+                ),
+            }
         }
         let listener =
             UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;

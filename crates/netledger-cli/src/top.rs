@@ -12,6 +12,7 @@ use netledger_tui::{Feed, FeedError, Header, Next, Options, Source};
 
 use crate::cli::TopArgs;
 use crate::settings::DEFAULT_SOCKET;
+use crate::signals::Ticker;
 use crate::socket::Client;
 use crate::watch::Counting;
 
@@ -38,8 +39,7 @@ struct OwnFeed {
     ledgers: Vec<Ledger>,
     _attachments: Vec<Attachment>,
     _pins: Option<Pins>,
-    every: Duration,
-    next_cut: Instant,
+    ticker: Ticker,
     ready: VecDeque<Interval>,
 }
 
@@ -49,11 +49,11 @@ impl Feed for OwnFeed {
             return Ok(Next::Interval(iv));
         }
         let now = Instant::now();
-        if now < self.next_cut {
-            std::thread::sleep((self.next_cut - now).min(timeout));
+        if now < self.ticker.due() {
+            std::thread::sleep((self.ticker.due() - now).min(timeout));
             return Ok(Next::Idle);
         }
-        self.next_cut += self.every;
+        self.ticker.advance();
         for l in &self.ledgers {
             self.ready.push_back(l.cut().map_err(FeedError::from)?);
         }
@@ -149,8 +149,7 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
         ledgers,
         _attachments: attachments,
         _pins: pins,
-        every: args.interval,
-        next_cut: Instant::now() + args.interval,
+        ticker: Ticker::new(args.interval),
         ready: VecDeque::new(),
     };
     // The feed, with the ledgers, links and pins, drops when the view ends:

@@ -11,7 +11,7 @@ use netledger_sinks::text::is_broken_pipe;
 
 use crate::cli::{HookOpts, WatchArgs};
 use crate::exports::Exports;
-use crate::signals::{install_stop_handlers, sleep_until, stop_requested};
+use crate::signals::{install_stop_handlers, stop_requested, Ticker};
 
 /// "ingress", "egress" or "ingress and egress".
 pub fn counting(ledgers: &[Ledger]) -> String {
@@ -107,10 +107,10 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
 
     let stdout = io::stdout();
     let mut sink = netledger_sinks::text_sink(args.format.into(), stdout.lock(), &cfg, args.top);
-    let started = Instant::now();
+    let mut ticker = Ticker::new(args.interval);
     let mut done = 0u64;
     loop {
-        sleep_until(started + args.interval * (done as u32 + 1));
+        ticker.wait();
         let last = stop_requested() || args.count.is_some_and(|n| done + 1 >= n);
         if last {
             // Detach and let in-flight runs finish, so the final reading
