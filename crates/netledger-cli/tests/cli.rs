@@ -5,6 +5,10 @@ use std::process::{Command, Output};
 
 use netledger_lab::netns::{self, Ipv6Mode, NetNs};
 
+#[path = "common/egress.rs"]
+mod bed;
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_netledger");
 
 fn netledger(args: &[&str]) -> Output {
@@ -52,13 +56,11 @@ fn assert_one_line_error(o: &Output, needle: &str) {
     );
 }
 
-/// True if any XDP program is attached to `iface` in `ns`.
+/// What of netledger's is attached to `iface` in `ns`, at any hook (XDP,
+/// tcx, clsact): empty when nothing is.
 #[track_caller]
-fn xdp_attached(ns: &NetNs, iface: &str) -> bool {
-    let out = ns
-        .ip(&["link", "show", "dev", iface])
-        .expect("ip link show");
-    out.contains("xdp")
+fn attached(ns: &NetNs, iface: &str) -> Vec<String> {
+    bed::ours_attached(ns, iface)
 }
 
 /// A namespace with a veth pair whose end "nlc0" is where netledger attaches.
@@ -136,7 +138,8 @@ fn invalid_flags_are_refused_before_anything_is_attached() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains("error"), "{args:?}: {}", stderr(&o));
     }
-    assert!(!xdp_attached(&b.ns, "nlc0"), "nothing may stay attached");
+    let found = attached(&b.ns, "nlc0");
+    assert!(found.is_empty(), "nothing may stay attached: {found:?}");
     // A benchmark part that does not exist is named, with the parts there are.
     let o = netledger(&["bench", "--only", "datapath,service"]);
     assert_one_line_error(
@@ -163,7 +166,7 @@ fn unsupported_xdp_mode_is_one_clear_line() {
     );
     assert_one_line_error(&o, "does not support native XDP");
     assert!(stderr(&o).contains("--xdp-mode generic"), "names the fix");
-    assert!(!xdp_attached(&ns, "lo"));
+    assert_eq!(attached(&ns, "lo"), Vec::<String>::new());
 }
 
 #[test]
@@ -181,7 +184,7 @@ fn not_root_is_one_clear_line() {
         .output()
         .unwrap();
     assert_one_line_error(&o, "needs root");
-    assert!(!xdp_attached(&b.ns, "nlc0"));
+    assert_eq!(attached(&b.ns, "nlc0"), Vec::<String>::new());
 }
 
 #[test]
@@ -197,7 +200,7 @@ fn kernel_without_btf_is_one_clear_line() {
         stderr(&o).contains("CONFIG_DEBUG_INFO_BTF"),
         "names the fix"
     );
-    assert!(!xdp_attached(&b.ns, "nlc0"));
+    assert_eq!(attached(&b.ns, "nlc0"), Vec::<String>::new());
 }
 
 #[test]
@@ -297,17 +300,29 @@ fn watch_stops_after_count_and_detaches() {
             }
             _ => assert!(out.contains("PACKETS") && out.contains("seen "), "{out}"),
         }
+        let found = attached(&b.ns, "nlc0");
         assert!(
-            !xdp_attached(&b.ns, "nlc0"),
-            "{format}: detached after --count"
+            found.is_empty(),
+            "{format}: detached after --count: {found:?}"
         );
     }
+    // The control: while a watch runs, its program is found.
+    let mut cmd = in_netns(&b.ns);
+    cmd.args([BIN, "watch", "--iface", "nlc0", "--interval", "100ms"]);
+    let mut w = common::Watch::start(cmd);
+    let found = attached(&b.ns, "nlc0");
+    assert!(!found.is_empty(), "a running watch is found attached");
+    let (status, _, err) = w.stop();
+    assert!(status.success(), "{err}");
+    let found = attached(&b.ns, "nlc0");
+    assert!(found.is_empty(), "detached after SIGINT: {found:?}");
 }
 
 #[test]
 fn bench_quick_runs_end_to_end() {
-    let dir = std::env::temp_dir().join(format!("nl-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when the test ends, passed or not.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let (json, svg) = (dir.join("bench.json"), dir.join("bench.svg"));
     let o = netledger(&[
         "bench",
@@ -343,5 +358,4 @@ fn bench_quick_runs_end_to_end() {
     );
     let svg_text = std::fs::read_to_string(&svg).unwrap();
     assert!(svg_text.contains("<svg"), "the plot is an SVG");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -100,10 +100,11 @@ fn reset_under_traffic_loses_nothing() {
     let b = bed("a");
     let mut watch = start_watch(&b.rx, &["--interval", "200ms"]);
 
-    // Two flows sent continuously while resets run against the live ledger.
+    // Two flows sent continuously (both to the end, so that every targeted
+    // reset has its key to take) while resets run against the live ledger.
     let flows = [
         (41000u16, 9000u16, 100usize, 30_000u64),
-        (41001, 9001, 700, 20_000),
+        (41001, 9001, 700, 30_000),
     ];
     let mut sent = Totals::new();
     for (sport, dport, payload, n) in flows {
@@ -121,6 +122,7 @@ fn reset_under_traffic_loses_nothing() {
     let done = AtomicBool::new(false);
     let mut taken = Totals::new();
     let mut resets = 0;
+    let mut targeted_flows = 0;
     std::thread::scope(|s| {
         s.spawn(|| {
             b.tx.run(|| {
@@ -157,6 +159,7 @@ fn reset_under_traffic_loses_nothing() {
                 // Every key a targeted reset took is the one selected (its
                 // summary line carries no key).
                 if resets % 2 == 1 && line.contains(r#""type":"flow""#) {
+                    targeted_flows += 1;
                     assert!(
                         line.contains(r#""dport":9001"#),
                         "targeted reset took another key: {line}"
@@ -182,6 +185,10 @@ fn reset_under_traffic_loses_nothing() {
         "the resets must overlap the traffic (only {resets})"
     );
     assert!(!taken.is_empty(), "some counts were taken by reset");
+    assert!(
+        targeted_flows > 0,
+        "a targeted reset took its key at least once"
+    );
     let mut both = counted.clone();
     for (k, (p, by)) in &taken {
         let e = both.entry(k.clone()).or_default();

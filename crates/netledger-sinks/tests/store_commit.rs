@@ -6,6 +6,7 @@
 mod store_common;
 
 use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
@@ -440,12 +441,23 @@ fn a_kill_during_commits_loses_nothing_and_counts_nothing_twice() {
         // Wait for a cut or two more, then kill -9 at some point of the next.
         let start_cuts = rows(&path, "cut");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while rows(&path, "cut") < start_cuts + 1 + round as i64 && Instant::now() < deadline {
+        let target = start_cuts + 1 + round as i64;
+        while rows(&path, "cut") < target {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the child committed no new cut in 60 s"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(7 + 11 * round));
+        // Still committing when killed, not ended by something else.
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "round {round}: the child ended before the kill"
+        );
         child.kill().unwrap();
-        child.wait().unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "round {round}");
         eprintln!(
             "round {round}: killed with {} cuts stored",
             rows(&path, "cut")

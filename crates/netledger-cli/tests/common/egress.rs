@@ -729,6 +729,36 @@ pub fn bpftool_net(ns: &NetNs, iface: &str) -> String {
     )
 }
 
+/// What of netledger's is attached to `iface` in `ns`, one entry each:
+/// programs named nl_* that tcx runs (asked of the kernel: bpftool before
+/// 7.3, Debian 12's, does not list tcx programs), clsact filters of nl_tc,
+/// and what `bpftool net show` lists (XDP and clsact filters).
+#[track_caller]
+pub fn ours_attached(ns: &NetNs, iface: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (point, at) in [
+        (BPF_TCX_INGRESS, "tcx ingress"),
+        (BPF_TCX_EGRESS, "tcx egress"),
+    ] {
+        for name in tcx_names(ns, iface, point) {
+            if name.starts_with("nl_") {
+                found.push(format!("{at}: {name}"));
+            }
+        }
+    }
+    for point in ["ingress", "egress"] {
+        let f = filters(ns, iface, point);
+        if f.contains("nl_tc") {
+            found.push(format!("{point} filters: {}", f.trim()));
+        }
+    }
+    let net = bpftool_net(ns, iface);
+    for line in net.lines().filter(|l| l.contains("nl_")) {
+        found.push(format!("bpftool net show: {}", line.trim()));
+    }
+    found
+}
+
 // ---------------------------------------------------------------------------
 // Raw BPF: what tcx runs, and programs of another tool
 

@@ -3,15 +3,20 @@
 pub mod daemon;
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+/// How long a watch may take to say it counts.
+const START: Duration = Duration::from_secs(30);
 
 /// A running `netledger watch`; killed (its XDP link goes with it) if the
 /// test ends before stopping it.
 pub struct Watch {
     pub child: Child,
-    stderr: BufReader<ChildStderr>,
+    /// Its stderr, line by line, read on a thread (so a watch that never
+    /// starts fails the test instead of hanging it).
+    stderr: mpsc::Receiver<String>,
     stdout: mpsc::Receiver<String>,
 }
 
@@ -24,7 +29,15 @@ impl Watch {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let err = BufReader::new(child.stderr.take().unwrap());
+        let (tx, stderr) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let out = child.stdout.take().unwrap();
         // Collect stdout on a thread, so a full pipe never blocks the watch.
         let (tx, stdout) = mpsc::channel();
@@ -33,18 +46,19 @@ impl Watch {
             BufReader::new(out).read_to_string(&mut s).unwrap();
             let _ = tx.send(s);
         });
-        let watch = Watch {
+        // Dropped (and killed, by pid) if it does not start.
+        let w = Watch {
             child,
             stderr,
             stdout,
         };
-        let mut line = String::new();
-        let mut w = watch;
-        w.stderr.read_line(&mut line).unwrap();
-        assert!(
-            line.contains("counting ingress"),
-            "watch did not start: {line}"
-        );
+        match w.stderr.recv_timeout(START) {
+            Ok(line) => assert!(
+                line.contains("counting ingress"),
+                "watch did not start: {line}"
+            ),
+            Err(e) => panic!("watch said nothing on stderr within {START:?} ({e})"),
+        }
         w
     }
 
@@ -53,8 +67,8 @@ impl Watch {
         // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let status = self.child.wait().unwrap();
-        let mut rest = String::new();
-        self.stderr.read_to_string(&mut rest).unwrap();
+        // The reader ends with the pipe: every line it read is in the channel.
+        let rest: String = self.stderr.iter().map(|l| l + "\n").collect();
         let out = self.stdout.recv_timeout(Duration::from_secs(10)).unwrap();
         (status, out, rest)
     }
