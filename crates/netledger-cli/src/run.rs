@@ -97,6 +97,9 @@ pub fn run(s: Settings, _: (), verbose: bool) -> Result<ExitCode> {
     install_stop_handlers()?;
     let faults = Faults::from_env();
     let mut exports = Exports::start(&s.exports, s.ledger.strategy)?;
+    // Before anything is attached: a socket path that cannot be used ends
+    // the start with nothing changed.
+    socket::clear_stale(&s.socket)?;
 
     let mut counted = Vec::new();
     let opts = AttachOptions {

@@ -35,6 +35,35 @@ pub struct Server {
     clients: Arc<Mutex<Vec<UnixStream>>>,
 }
 
+/// Make way for a control socket at `path`: nothing there, or a stale
+/// socket (nobody listens) removed. Another kind of file, a socket in use,
+/// or one this process may not connect to are refused, untouched.
+pub fn clear_stale(path: &Path) -> Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        // Only a socket nobody listens on is replaced: never another
+        // kind of file, nor a socket this process may not connect to.
+        if !meta.file_type().is_socket() {
+            bail!(
+                "{} exists and is not a socket; pass --socket PATH",
+                path.display()
+            );
+        }
+        match UnixStream::connect(path) {
+            Ok(_) => bail!(
+                "another netledger run is serving the control socket {}; pass --socket PATH",
+                path.display()
+            ),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+                .with_context(|| format!("removing the stale socket {}", path.display()))?,
+            Err(e) => bail!(
+                "cannot tell whether the control socket {} is in use ({e}); pass --socket PATH",
+                path.display()
+            ),
+        }
+    }
+    Ok(())
+}
+
 impl Server {
     /// Listen at `path` (its directory made 0750 if missing; a stale socket
     /// replaced; a live one refused).
@@ -46,28 +75,7 @@ impl Server {
                 let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750));
             }
         }
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            // Only a socket nobody listens on is replaced: never another
-            // kind of file, nor a socket this process may not connect to.
-            if !meta.file_type().is_socket() {
-                bail!(
-                    "{} exists and is not a socket; pass --socket PATH",
-                    path.display()
-                );
-            }
-            match UnixStream::connect(path) {
-                Ok(_) => bail!(
-                    "another netledger run is serving the control socket {}; pass --socket PATH",
-                    path.display()
-                ),
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => std::fs::remove_file(path)
-                    .with_context(|| format!("removing the stale socket {}", path.display()))?,
-                Err(e) => bail!(
-                    "cannot tell whether the control socket {} is in use ({e}); pass --socket PATH",
-                    path.display()
-                ),
-            }
-        }
+        clear_stale(path)?;
         let listener =
             UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))

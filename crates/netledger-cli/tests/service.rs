@@ -566,6 +566,23 @@ fn pin_and_ownership_errors_are_one_clear_line() {
     bed.down();
     one_error_line(&down(), &[&iface, "no pins"]);
 
+    // A --socket path that is some other file: refused before anything is
+    // attached, the file left as it was.
+    let not_socket = bed.path("not-a-socket");
+    std::fs::write(&not_socket, "keep me").unwrap();
+    let o = bed.netledger(&[
+        "run",
+        "--iface",
+        &iface,
+        "--db",
+        &db,
+        "--socket",
+        not_socket.to_str().unwrap(),
+    ]);
+    one_error_line(&o, &["is not a socket", "--socket PATH"]);
+    assert_eq!(std::fs::read_to_string(&not_socket).unwrap(), "keep me");
+    assert!(!bed.pinned(), "nothing attached");
+
     // A watch counts on the interface: run is refused, naming it.
     let mut cmd = std::process::Command::new("nsenter");
     cmd.arg(format!("--net=/run/netns/{}", bed.rx.name()))
