@@ -248,20 +248,21 @@ impl Store {
             rows.collect::<rusqlite::Result<_>>()
                 .map_err(sql(path, op))?
         };
-        for (ledger, seq) in cuts {
-            let n = tx
-                .execute(
-                    "DELETE FROM flow WHERE ledger = ?1 AND seq = ?2",
-                    [ledger, seq],
-                )
+        // Two statements prepared once for every cut (there may be
+        // thousands an hour).
+        {
+            let mut delete = tx
+                .prepare_cached("DELETE FROM flow WHERE ledger = ?1 AND seq = ?2")
                 .map_err(sql(path, op))?;
-            tx.execute(
-                "UPDATE cut SET flows_kept = 0 WHERE ledger = ?1 AND seq = ?2",
-                [ledger, seq],
-            )
-            .map_err(sql(path, op))?;
-            pruned.cuts += 1;
-            pruned.flow_rows += n as u64;
+            let mut mark = tx
+                .prepare_cached("UPDATE cut SET flows_kept = 0 WHERE ledger = ?1 AND seq = ?2")
+                .map_err(sql(path, op))?;
+            for (ledger, seq) in cuts {
+                let n = delete.execute([ledger, seq]).map_err(sql(path, op))?;
+                mark.execute([ledger, seq]).map_err(sql(path, op))?;
+                pruned.cuts += 1;
+                pruned.flow_rows += n as u64;
+            }
         }
         if let Some(keep) = rollup_retention {
             // Hours that ended at or before this instant go.
