@@ -10,7 +10,7 @@ use netledger_sinks::store::{Access, LedgerInfo, Store};
 pub fn run(ifaces: Vec<String>, db: &std::path::Path) -> Result<ExitCode> {
     netledger::preflight()?;
     let ifaces = if ifaces.is_empty() {
-        let all = netledger::pinned_interfaces();
+        let all = netledger::pinned_interfaces()?;
         if all.is_empty() {
             anyhow::bail!(
                 "netledger is not counting on any interface in this network namespace (no pins under {}/netledger)",

@@ -101,14 +101,25 @@ pub fn run(s: Settings, _: (), verbose: bool) -> Result<ExitCode> {
     // the start with nothing changed.
     socket::clear_stale(&s.socket)?;
 
-    let mut counted = Vec::new();
+    let mut counted: Vec<Counted> = Vec::new();
     let opts = AttachOptions {
         xdp: s.xdp_mode,
         ..Default::default()
     };
     for iface in &s.interfaces {
         let hooks = s.direction.hooks(s.hook, iface);
-        let (service, started) = Service::start(iface, &s.ledger, &hooks, opts)?;
+        let (service, started) = Service::start(iface, &s.ledger, &hooks, opts).with_context(|| {
+            // What started before keeps counting, pinned: say so.
+            let before: Vec<&str> = counted.iter().map(|c| c.service.manifest().iface.as_str()).collect();
+            if before.is_empty() {
+                format!("starting on {iface}")
+            } else {
+                format!(
+                    "starting on {iface} ({} stay attached and counting; the next `netledger run` takes them over, `netledger down` detaches them)",
+                    before.join(", ")
+                )
+            }
+        })?;
         let m = service.manifest().clone();
         let mut ledger_ids = Vec::new();
         let mut seeded_through = Vec::new();

@@ -24,7 +24,7 @@ fn age(t: SystemTime) -> String {
 pub fn run(args: StatusArgs) -> Result<ExitCode> {
     let mut ifaces = Vec::new();
     let mut text = Vec::new();
-    for iface in netledger::pinned_interfaces() {
+    for iface in netledger::pinned_interfaces()? {
         match netledger::pin_status(&iface) {
             Ok(st) => {
                 let m = &st.manifest;

@@ -840,6 +840,14 @@ fn run_as_the_service_user_after_the_operators_preparation() {
             line.contains("ermission denied"),
             "report as an outsider: {line}"
         );
+        // status as an outsider: pins it may not read are not "nothing pinned".
+        let o = bed.output(Some(&mnt), &As::outsider(&u), &["status", "--db", &db]);
+        let line = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "status as an outsider: {line}");
+        assert!(
+            line.contains("ermission denied"),
+            "status as an outsider: {line}"
+        );
 
         // Stopped and started again: the next process adopts the pins.
         d.stop(libc::SIGTERM);

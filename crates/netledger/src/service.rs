@@ -469,23 +469,31 @@ impl Detached {
     }
 }
 
-/// Every interface with netledger pins in this network namespace.
-pub fn pinned_interfaces() -> Vec<String> {
+/// Every interface with netledger pins in this network namespace (none when
+/// netledger never pinned here). A directory this process may not read is
+/// an error, not "nothing pinned".
+pub fn pinned_interfaces() -> Result<Vec<String>> {
     let Ok(dir) = crate::pin::pin_dir("x") else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let Some(ns) = dir.parent() else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    let mut out: Vec<String> = std::fs::read_dir(ns)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let rd = match std::fs::read_dir(ns) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Error::PermissionDenied {
+                op: format!("listing the pins under {}", ns.display()),
+            })
+        }
+        Err(_) => return Ok(Vec::new()),
+    };
+    let mut out: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
     out.sort();
-    out
+    Ok(out)
 }
 
 /// What one direction's pins say of themselves, for `status`.
